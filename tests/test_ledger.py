@@ -1,0 +1,133 @@
+"""Ledger validation: every malformed entry is a one-line error naming file, entry and field."""
+
+from pathlib import Path
+
+import pytest
+
+from verify.ledger import LedgerError, default_seeds_dir, load_all, load_ledger
+
+REPO = Path(__file__).resolve().parent.parent
+
+VALID_CLAIM = '''
+[[claim]]
+id = "toy-claim"
+system = "toy"
+source = { repository = "someone/toy", file = "README.md", document = "toy.txt" }
+quote = "Toy retention: 1.0000x"
+metric = "value"
+metric_args = { key = "retention" }
+claimed = 1.0
+comparison = "equal"
+tolerance = 0.00005
+tolerance_origin = "printed to 4 decimals"
+protocol = "implementations.toy.protocols:toy"
+seeds = [1, 2, 3]
+tier = "ci"
+device = "any"
+expected = "reproduced"
+'''
+
+
+def write(tmp_path, text, name="claims.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_valid_entry_loads(tmp_path):
+    (entry,) = load_ledger(write(tmp_path, VALID_CLAIM))
+    assert entry.id == "toy-claim" and entry.seeds == (1, 2, 3) and entry.claimed == 1.0
+    assert entry.metric_args == {"key": "retention"}
+
+
+@pytest.mark.parametrize("change,field,problem", [
+    (("tolerance = 0.00005", 'tolerance = "small"'), "tolerance", "expected int or float, got str"),
+    (("seeds = [1, 2, 3]", "seeds = [1, 2, 2]"), "seeds", "duplicate"),
+    (("seeds = [1, 2, 3]", 'seeds = ["a"]'), "seeds", "non-empty list of integers"),
+    (('metric = "value"', 'metric = "accuracy_of_dreams"'), "metric", "unknown metric"),
+    (('comparison = "equal"', 'comparison = "roughly"'), "comparison", "not one of"),
+    (('expected = "reproduced"', 'expected = "maybe"'), "expected", "not one of"),
+    (('protocol = "implementations.toy.protocols:toy"', 'protocol = "toy"'), "protocol", "package.module:function"),
+    (("claimed = 1.0", "claimed = [2.0, 1.0]"), "claimed", "exceeds"),
+    (("claimed = 1.0", "claimed = true"), "claimed", "got bool"),
+    (('tier = "ci"', 'tier = "nightly"'), "tier", "not one of"),
+    (('id = "toy-claim"', 'id = "Toy Claim"'), "id", "slug"),
+])
+def test_wrong_field_is_named(tmp_path, change, field, problem):
+    path = write(tmp_path, VALID_CLAIM.replace(*change))
+    with pytest.raises(LedgerError) as error:
+        load_ledger(path)
+    message = str(error.value)
+    assert "\n" not in message
+    assert str(path) in message and f"field '{field}'" in message and problem in message
+
+
+def test_missing_field_is_named(tmp_path):
+    path = write(tmp_path, VALID_CLAIM.replace('tolerance_origin = "printed to 4 decimals"\n', ""))
+    with pytest.raises(LedgerError, match=r"claim 'toy-claim': field 'tolerance_origin': missing"):
+        load_ledger(path)
+
+
+def test_unknown_field_is_named(tmp_path):
+    path = write(tmp_path, VALID_CLAIM + 'tolerence = 0.1\n')
+    with pytest.raises(LedgerError, match=r"field 'tolerence': unknown field"):
+        load_ledger(path)
+
+
+def test_quote_not_in_source(tmp_path):
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    (seeds / "toy.txt").write_text("Toy   retention:\n 1.0000x and more")
+    assert load_ledger(write(tmp_path, VALID_CLAIM), seeds)  # whitespace differences are fine
+    path = write(tmp_path, VALID_CLAIM.replace("Toy retention: 1.0000x", "Toy retention: 2.0000x"), "bad.toml")
+    with pytest.raises(LedgerError, match=r"claim 'toy-claim': field 'quote': not found in .*toy.txt"):
+        load_ledger(path, seeds)
+
+
+def test_finding_must_point_at_a_claim(tmp_path):
+    finding = '''
+[[finding]]
+id = "toy-finding"
+system = "toy"
+of = "no-such-claim"
+title = "a control"
+metric = "value"
+metric_args = { key = "x" }
+protocol = "implementations.toy.protocols:toy"
+seeds = [1]
+tier = "ci"
+device = "any"
+'''
+    with pytest.raises(LedgerError, match=r"finding 'toy-finding': field 'of': no claim 'no-such-claim'"):
+        load_ledger(write(tmp_path, VALID_CLAIM + finding))
+    (claim, found) = load_ledger(write(tmp_path, VALID_CLAIM + finding.replace("no-such-claim", "toy-claim")))
+    assert found.expected == "measured" and found.claimed is None
+
+
+def test_duplicate_ids(tmp_path):
+    with pytest.raises(LedgerError, match=r"entry 'toy-claim': field 'id': used more than once"):
+        load_ledger(write(tmp_path, VALID_CLAIM + VALID_CLAIM))
+
+
+def test_invalid_toml_names_file(tmp_path):
+    path = write(tmp_path, "[[claim]\nid=")
+    with pytest.raises(LedgerError, match="not valid TOML"):
+        load_ledger(path)
+
+
+def test_repository_ledgers_are_valid_and_quotes_are_in_their_sources():
+    seeds_dir = default_seeds_dir()
+    if seeds_dir is None:
+        pytest.skip("../shared/seeds is not here: quotes cannot be checked")
+    entries = load_all(REPO / "claims", seeds_dir)
+    assert entries, "no ledger entries found under claims/"
+    for entry in entries:
+        if entry.kind == "claim":
+            assert entry.quote and entry.source and entry.source.document
+
+
+def test_repository_protocols_resolve():
+    from verify.runner import resolve_protocol
+
+    for entry in load_all(REPO / "claims"):
+        assert callable(resolve_protocol(entry.protocol)), entry.id

@@ -1,0 +1,125 @@
+"""End to end through pytest: ledger entries become tests, verdicts map to outcomes, runs are cached.
+
+Each test writes a small ledger (data only) into a temporary project and runs pytest on it.
+"""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+TOY_PROTOCOL = '''
+class Missing(FileNotFoundError):
+    not_run = True
+
+def measure(*, seed, device, data_dir, base=1.0, spread=0.0, sleep=0.0):
+    import time
+    time.sleep(sleep)
+    return {"x": base + spread * (seed % 3), "device": device}
+
+def needs_file(*, seed, device, data_dir):
+    raise Missing(f"dataset file {data_dir}/toy/train.bin is missing")
+'''
+
+
+def entry(claim_id, claimed, expected, protocol="toyproto:measure", params="{}", seeds="[1, 2, 3]", comparison="equal",
+          tolerance=0.01):
+    return f'''
+[[claim]]
+id = "{claim_id}"
+system = "toy"
+source = {{ repository = "someone/toy", file = "README.md", document = "toy.txt" }}
+quote = "x is {claimed}"
+metric = "value"
+metric_args = {{ key = "x" }}
+claimed = {claimed}
+comparison = "{comparison}"
+tolerance = {tolerance}
+tolerance_origin = "test"
+protocol = "{protocol}"
+params = {params}
+seeds = {seeds}
+tier = "ci"
+device = "any"
+expected = "{expected}"
+'''
+
+
+@pytest.fixture
+def project(pytester, tmp_path, monkeypatch):
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    (seeds / "toy.txt").write_text("The toy README: x is 1.0, x is 2.0.")
+    monkeypatch.setenv("CLAIMS_SEEDS_DIR", str(seeds))
+    pytester.makepyfile(toyproto=TOY_PROTOCOL)
+    monkeypatch.setenv("PYTHONPATH", str(pytester.path))
+    (pytester.path / "claims" / "toy").mkdir(parents=True)
+    return pytester
+
+
+def write_ledger(project, text):
+    (project.path / "claims" / "toy" / "claims.toml").write_text(text)
+
+
+def run(project, *args):
+    # A subprocess: an in-process rerun would re-import torch modules that pytester unloads in between.
+    return project.runpytest_subprocess("claims", "-p", "no:cacheprovider", "--data-dir", str(project.path / "data"), *args)
+
+
+def test_outcomes_follow_verdicts(project):
+    write_ledger(project, "".join([
+        entry("holds", 1.0, "reproduced"),
+        entry("false-claim", 2.0, "not reproduced"),  # a deliberately false claim, data only
+        entry("flipped", 1.0, "not reproduced"),  # recorded as failing but now reproduces -> strict failure
+        entry("missing-data", 1.0, "reproduced", protocol="toyproto:needs_file"),
+    ]))
+    result = run(project)
+    result.assert_outcomes(passed=1, xfailed=1, failed=1, skipped=1)
+    result.stdout.fnmatch_lines([
+        "*flipped: expected 'not reproduced', measured 'reproduced'*",
+        "*claims verdicts (cpu, profile smoke)*",
+        "*false-claim*2*1*not reproduced (below)*",
+        "*toy/train.bin is missing*",
+    ])
+    verdicts = {r["claim_id"]: r for r in json.loads((project.path / "reports" / "verdicts.json").read_text())}
+    assert verdicts["false-claim"]["verdict"] == "not reproduced"
+    assert verdicts["false-claim"]["values"] == [1.0, 1.0, 1.0]
+    assert verdicts["missing-data"]["verdict"] == "not run"
+    assert (project.path / "reports" / "index.html").read_text().count("<tr") >= 5
+
+
+def test_second_run_is_cached_and_fast(project):
+    write_ledger(project, entry("slow", 1.0, "reproduced", params="{ sleep = 0.5 }"))
+    started = time.perf_counter()
+    run(project).assert_outcomes(passed=1)
+    first = time.perf_counter() - started
+    started = time.perf_counter()
+    result = run(project)
+    second = time.perf_counter() - started
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*slow seed 3 on cpu: cached*"])
+    assert first > 1.5 and second < first - 1.0
+    result = run(project, "--no-cache")
+    result.stdout.fnmatch_lines(["*slow seed 1 on cpu: running*"])
+
+
+def test_seed_limit_and_interval(project):
+    write_ledger(project, entry("spread", 1.0, "inconclusive", params="{ spread = 0.1 }", seeds="[1, 2, 3, 4, 5]",
+                                tolerance=0.05))
+    run(project).assert_outcomes(xfailed=1)
+    record = json.loads((project.path / "reports" / "verdicts.json").read_text())[0]
+    assert record["values"] == [1.1, 1.2, 1.0, 1.1, 1.2]
+    assert record["interval_method"] == "t"
+    run(project, "--seeds", "1").assert_outcomes(failed=1)  # one seed: 1.1 is outside the band -> not reproduced
+    record = json.loads((project.path / "reports" / "verdicts.json").read_text())[0]
+    assert record["seeds"] == [1]
+
+
+def test_malformed_ledger_is_a_one_line_collection_error(project):
+    write_ledger(project, entry("bad", 1.0, "reproduced").replace("tolerance = 0.01", 'tolerance = "tiny"'))
+    result = run(project)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["*claims.toml: claim 'bad': field 'tolerance': expected int or float, got str 'tiny'"])

@@ -1,0 +1,243 @@
+"""pytest plugin: every ledger entry under claims/ is a test item.
+
+Shaped like pytest-benchmark: command-line options, fixtures, and a terminal summary. Registered
+through the ``pytest11`` entry point, so ``pytest claims/`` needs no conftest.
+
+Outcomes (DESIGN.md): a claim PASSES when its verdict is ``reproduced``; a claim whose ledger
+``expected`` verdict is ``not reproduced`` or ``inconclusive`` and that measures so is an expected
+failure (xfail) whose reason carries the numbers; any verdict other than the expected one FAILS, in
+either direction (strict); ``not run`` SKIPS with its reason. A finding with no claimed value passes
+once measured.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from verify import report
+from verify.ledger import Entry, LedgerError, default_seeds_dir, load_ledger
+from verify.runner import Runner, resolve_device
+from verify.store import ResultsStore
+from verify.verdicts import Verdict
+
+DEFAULT_RESULTS = "reports/results.sqlite"
+DEFAULT_VERDICTS_JSON = "reports/verdicts.json"
+DEFAULT_REPORT_HTML = "reports/index.html"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("claims", "continual-learning claims harness")
+    group.addoption("--device", choices=("cpu", "cuda", "auto"), default="cpu",
+                    help="device the claim protocols run on (default: cpu; auto = cuda when available)")
+    group.addoption("--profile", choices=("smoke", "full"), default="smoke",
+                    help="smoke: full protocols for 'ci'-tier claims, CI-sized runs for 'full'-tier ones; "
+                         "full: every claim with its full protocol (default: smoke)")
+    group.addoption("--seeds", type=int, default=None, metavar="N",
+                    help="use only the first N of each entry's pre-registered seeds (default: all)")
+    group.addoption("--data-dir", default=None,
+                    help="dataset folder (default: $CLAIMS_DATA_DIR, else ~/.cache/claims-harness/datasets)")
+    group.addoption("--results", default=DEFAULT_RESULTS, help=f"SQLite results store (default: {DEFAULT_RESULTS})")
+    group.addoption("--no-cache", action="store_true", default=False,
+                    help="re-run every protocol even when the results store holds the same run")
+    group.addoption("--verdicts-json", default=DEFAULT_VERDICTS_JSON,
+                    help=f"where to write this session's verdicts as JSON (default: {DEFAULT_VERDICTS_JSON})")
+    group.addoption("--report-html", default=DEFAULT_REPORT_HTML,
+                    help=f"where to write the HTML report (default: {DEFAULT_REPORT_HTML})")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "gpu: needs a CUDA device")
+    config.addinivalue_line("markers", "dataset(name): needs a dataset in the data directory")
+    config.stash[_STATE] = _SessionState(config)
+
+
+@dataclass
+class _SessionState:
+    """Lazily built per-session objects, so plain unit-test sessions never touch the store."""
+
+    config: pytest.Config
+    records: list[dict[str, Any]] = field(default_factory=list)
+    _runner: Runner | None = None
+
+    def _path(self, option: str) -> Path:
+        path = Path(self.config.getoption(option))
+        return path if path.is_absolute() else Path(self.config.rootpath) / path
+
+    @property
+    def runner(self) -> Runner:
+        if self._runner is None:
+            datasets = importlib.import_module("implementations.common.datasets")
+            reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+            capture = self.config.pluginmanager.get_plugin("capturemanager")
+
+            def progress(message: str) -> None:
+                # Long runs must show progress even while pytest captures the test's output.
+                if reporter is None:
+                    return
+                if capture is None:
+                    reporter.write_line(f"[claims] {message}")
+                    return
+                with capture.global_and_fixture_disabled():
+                    reporter.write_line(f"[claims] {message}")
+
+            self._runner = Runner(
+                store=ResultsStore(self._path("results")),
+                data_dir=datasets.resolve_data_dir(self.config.getoption("data_dir")),
+                device=resolve_device(self.config.getoption("device")),
+                profile=self.config.getoption("profile"),
+                use_cache=not self.config.getoption("no_cache"),
+                seed_limit=self.config.getoption("seeds"),
+                progress=progress,
+            )
+        return self._runner
+
+
+_STATE = pytest.StashKey[_SessionState]()
+
+
+def _is_ledger(path: Path) -> bool:
+    return path.suffix == ".toml" and path.parent.parent.name == "claims"
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if _is_ledger(file_path):
+        return LedgerFile.from_parent(parent, path=file_path)
+    return None
+
+
+class LedgerFile(pytest.File):
+    def collect(self):
+        seeds_dir = default_seeds_dir()
+        entries = load_ledger(self.path, seeds_dir)
+        # Each finding right after its claim, so the terminal output reads claim by claim.
+        claims = [e for e in entries if e.kind == "claim"]
+        ordered = []
+        for claim in claims:
+            ordered.append(claim)
+            ordered.extend(e for e in entries if e.kind == "finding" and e.of == claim.id)
+        ordered.extend(e for e in entries if e.kind == "finding" and e.of is None)
+        for entry in ordered:
+            item = ClaimItem.from_parent(self, name=entry.id, entry=entry)
+            if entry.device == "cuda":
+                item.add_marker(pytest.mark.gpu)
+            for dataset in entry.datasets:
+                item.add_marker(pytest.mark.dataset(dataset))
+            yield item
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, LedgerError):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style)
+
+
+class VerdictChanged(AssertionError):
+    """The measured verdict differs from the one the ledger records as expected."""
+
+
+class ClaimItem(pytest.Item):
+    def __init__(self, *, entry: Entry, **kwargs):
+        super().__init__(**kwargs)
+        self.entry = entry
+
+    def runtest(self) -> None:
+        state = self.config.stash[_STATE]
+        record = state.runner.evaluate(self.entry)
+        state.records.append(record)
+        verdict = Verdict(record["verdict"], record["direction"], record["reason"])
+        expected = self.entry.expected
+        if verdict.status == "not run":
+            pytest.skip(f"{self.entry.id}: not run: {verdict.reason}")
+        if not verdict.matches(expected):
+            raise VerdictChanged(
+                f"{self.entry.id}: expected '{expected}', measured '{verdict.label}': {verdict.reason}; "
+                f"per-seed values {record['values']} (seeds {record['seeds']})"
+            )
+        if verdict.status in ("inconclusive", "not reproduced"):
+            pytest.xfail(f"{verdict.label} (as recorded): {verdict.reason}")
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, VerdictChanged):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style)
+
+    def reportinfo(self):
+        return self.path, None, f"{self.entry.kind} {self.entry.id}"
+
+
+# -- fixtures ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def claims_runner(request: pytest.FixtureRequest) -> Runner:
+    """The session's Runner (device, profile, data dir and store from the command line)."""
+    return request.config.stash[_STATE].runner
+
+
+@pytest.fixture(scope="session")
+def claims_device(claims_runner: Runner) -> str:
+    return claims_runner.device
+
+
+@pytest.fixture(scope="session")
+def claims_data_dir(claims_runner: Runner) -> Path:
+    return claims_runner.data_dir
+
+
+# -- summary -------------------------------------------------------------------------------------
+
+
+def _format_claimed(record: dict[str, Any]) -> str:
+    claimed = record["claimed"]
+    if claimed is None:
+        return "-"
+    comparison = {"at_least": ">= ", "at_most": "<= ", "exact": "== "}.get(record["comparison"], "")
+    text = f"{claimed[0]:.4g}-{claimed[1]:.4g}" if isinstance(claimed, list) else f"{claimed:.6g}"
+    tolerance = f" ±{record['tolerance']:.2g}" if record["tolerance"] and record["comparison"] == "equal" else ""
+    return comparison + text + tolerance
+
+
+def _format_interval(record: dict[str, Any]) -> str:
+    if record["interval"] is None:
+        return "-"
+    low, high = record["interval"]
+    return f"[{low:.4g}, {high:.4g}]"
+
+
+def summary_rows(records: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    rows = []
+    for record in records:
+        verdict = Verdict(record["verdict"], record["direction"], record["reason"]).label
+        measured = "-" if record["mean"] is None else f"{record['mean']:.6g}"
+        name = record["claim_id"] if record["kind"] == "claim" else f"  finding {record['claim_id']}"
+        rows.append((name, _format_claimed(record), measured, _format_interval(record), f"n={len(record['values'])}", verdict))
+    return rows
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
+    state = config.stash.get(_STATE, None)
+    if state is None or not state.records:
+        return
+    header = ("claim", "claimed", "measured", "95% interval", "seeds", "verdict")
+    rows = [header, *summary_rows(state.records)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    terminalreporter.write_sep("=", f"claims verdicts ({state.runner.device}, profile {state.runner.profile})")
+    for index, row in enumerate(rows):
+        terminalreporter.write_line("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        if index == 0:
+            terminalreporter.write_line("  ".join("-" * width for width in widths))
+    for record in state.records:
+        if record["verdict"] == "not run":
+            terminalreporter.write_line(f"not run: {record['claim_id']}: {record['reason']}")
+    verdicts_path = state._path("verdicts_json")
+    verdicts_path.parent.mkdir(parents=True, exist_ok=True)
+    verdicts_path.write_text(json.dumps(state.records, indent=1, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8")
+    html_path = report.write_report(state.runner.store.verdicts(), state._path("report_html"))
+    terminalreporter.write_line(f"verdicts JSON: {os.path.relpath(verdicts_path)}")
+    terminalreporter.write_line(f"HTML report:   {os.path.relpath(html_path)}")
