@@ -1,0 +1,1 @@
+"""Reference implementations: plain importable ML code that knows nothing of claims or verdicts."""

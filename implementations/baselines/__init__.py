@@ -1,0 +1,1 @@
+"""Baseline continual-learning strategies, one file per method."""

@@ -1,0 +1,1 @@
+"""Shared building blocks: datasets, task streams, models, the training loop and evaluation."""

@@ -1,0 +1,92 @@
+"""The one training loop, and the strategy hooks a continual-learning method overrides."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .evaluation import accuracy_row, default_forward
+from .seeding import torch_generator
+from .streams import Task
+
+
+class Strategy:
+    """Plain fine-tuning; a method overrides the hooks it needs (one file per method in baselines/)."""
+
+    def before_task(self, model: nn.Module, task: Task) -> None:
+        """Before the first step on `task` (e.g. grow a head, snapshot weights)."""
+
+    def forward(self, model: nn.Module, x: torch.Tensor, task: Task | None) -> torch.Tensor:
+        """Model outputs for training and evaluation; the task id reaches TaskConditioned models only."""
+        return default_forward(model, x, task)
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: Task) -> torch.Tensor:
+        """Training loss of one batch (e.g. add a regulariser or replayed samples here)."""
+        return F.cross_entropy(self.forward(model, x, task), y)
+
+    def after_backward(self, model: nn.Module, task: Task) -> None:
+        """Gradients are computed and not yet applied (e.g. mask or project them)."""
+
+    def after_step(self, model: nn.Module, task: Task) -> None:
+        """The optimizer has updated the weights (e.g. re-apply a weight mask)."""
+
+    def after_task(self, model: nn.Module, task: Task) -> None:
+        """Training on `task` is over (e.g. compute importances, freeze, prune)."""
+
+
+def train_task(model: nn.Module, strategy: Strategy, task: Task, *, epochs: int, batch_size: int,
+               optimizer: torch.optim.Optimizer, generator: torch.Generator) -> None:
+    """Train on one task: each epoch visits every training sample once, in an order drawn from `generator`.
+
+    The data stay on their device; a batch is an index slice of a random permutation (the last
+    batch of an epoch may be smaller). The permutation is drawn on the generator's device (CPU
+    for `torch_generator`), so CPU and CUDA runs see the same batches.
+    """
+    strategy.before_task(model, task)
+    model.train()
+    n_samples = len(task.x_train)
+    for _ in range(epochs):
+        order = torch.randperm(n_samples, generator=generator, device=generator.device).to(task.x_train.device)
+        for start in range(0, n_samples, batch_size):
+            batch = order[start:start + batch_size]
+            loss = strategy.loss(model, task.x_train[batch], task.y_train[batch], task)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            strategy.after_backward(model, task)
+            optimizer.step()
+            strategy.after_step(model, task)
+    strategy.after_task(model, task)
+
+
+MakeOptimizer = Callable[[nn.Module, int], torch.optim.Optimizer]
+
+
+def run_stream(model: nn.Module, strategy: Strategy, tasks: Sequence[Task], *, epochs: int, batch_size: int,
+               make_optimizer: MakeOptimizer, seed: int, device: str | torch.device,
+               evaluate_untrained: bool = True, optimizer_per_task: bool = True) -> dict:
+    """Train on the tasks in order, testing on every task after each one.
+
+    make_optimizer(model, task_id): called before each task (optimizer_per_task=True, fresh state
+    per task), or once with the first task's id and kept across tasks.
+    Returns {"accuracy_matrix": R, "untrained_accuracy": b}: R[i][j] = test accuracy on task j
+    after training task i (so R[i][i] is the accuracy right after learning task i), b[j] = test
+    accuracy of the untrained model (only with evaluate_untrained).
+    """
+    model.to(device)
+    generator = torch_generator(seed)
+    results: dict = {}
+    if evaluate_untrained:
+        results["untrained_accuracy"] = accuracy_row(model, tasks, strategy.forward)
+    optimizer = None if optimizer_per_task else make_optimizer(model, tasks[0].task_id)
+    accuracy_matrix = []
+    for task in tasks:
+        if optimizer_per_task:
+            optimizer = make_optimizer(model, task.task_id)
+        train_task(model, strategy, task, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
+                   generator=generator)
+        accuracy_matrix.append(accuracy_row(model, tasks, strategy.forward))
+    results["accuracy_matrix"] = accuracy_matrix
+    return results
