@@ -14,15 +14,19 @@ DEFAULT_RESULTS = "reports/results.sqlite"
 
 
 def _report(args: argparse.Namespace) -> int:
-    record_sets = []
+    record_sets, runs = [], []
     if Path(args.results).exists():
-        record_sets.append(ResultsStore(args.results).verdicts())
+        store = ResultsStore(args.results)
+        record_sets.append(store.verdicts())
+        runs.extend(store.runs())
     elif not args.merge:
         print(f"error: no results store at {args.results} and no --merge files given", file=sys.stderr)
         return 2
     for path in args.merge:
-        record_sets.append(read_export(path)["verdicts"])
-    path = report.write_report(merge_verdicts(record_sets), args.out)
+        document = read_export(path)
+        record_sets.append(document["verdicts"])
+        runs.extend(document["runs"])
+    path = report.write_report(merge_verdicts(record_sets), runs, args.out)
     print(f"wrote {path}")
     return 0
 

@@ -238,6 +238,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
     verdicts_path = state._path("verdicts_json")
     verdicts_path.parent.mkdir(parents=True, exist_ok=True)
     verdicts_path.write_text(json.dumps(state.records, indent=1, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8")
-    html_path = report.write_report(state.runner.store.verdicts(), state._path("report_html"))
+    store = state.runner.store
+    html_path = report.write_report(store.verdicts(), store.runs(), state._path("report_html"))
     terminalreporter.write_line(f"verdicts JSON: {os.path.relpath(verdicts_path)}")
     terminalreporter.write_line(f"HTML report:   {os.path.relpath(html_path)}")

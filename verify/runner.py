@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import platform
+import subprocess
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -67,6 +68,22 @@ def code_version(protocol: str) -> str:
             digest.update(str(path.relative_to(IMPLEMENTATIONS_DIR)).encode() + b"\0")
             digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
+
+
+@lru_cache(maxsize=None)
+def run_environment() -> dict[str, str | None]:
+    """Python, platform and the working tree's git commit, recorded beside each verdict for the report.
+
+    The commit is informational (code_version identifies the code a run executed): None where git
+    is absent or this is not a checkout.
+    """
+    try:
+        completed = subprocess.run(["git", "rev-parse", "HEAD"], cwd=IMPLEMENTATIONS_DIR.parent, capture_output=True,
+                                   text=True, timeout=10, check=False)
+        commit = completed.stdout.strip() if completed.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {"python": platform.python_version(), "platform": platform.platform(), "git_commit": commit or None}
 
 
 def resolve_protocol(name: str) -> Callable[..., dict[str, Any]]:
@@ -173,6 +190,7 @@ class Runner:
             "device_name": self.device_name,
             "torch_version": self.torch_version,
             "code_version": code_version(entry.protocol),
+            "environment": dict(run_environment()),
             "run_keys": [run.run_key for run in runs],
             "created": now_iso(),
         }
