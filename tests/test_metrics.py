@@ -42,6 +42,9 @@ def test_registry_reads_outputs():
     assert metrics.compute("value", outputs, {"key": "n"}) == 7.0
     assert metrics.compute("value", outputs, {"key": "row", "index": [1, 0]}) == 3.0
     assert metrics.compute("parameter_count", outputs, {}) == 203_000.0
+    paired = {"sparse_accuracy_matrix": [[0.9]], "dense_accuracy_matrix": [[0.75]]}
+    assert metrics.compute("final_average_accuracy_difference", paired,
+                           {"matrix": "sparse_accuracy_matrix", "minus": "dense_accuracy_matrix"}) == pytest.approx(0.15)
     with pytest.raises(metrics.MetricInputError, match="no 'missing'"):
         metrics.compute("value", outputs, {"key": "missing"})
 

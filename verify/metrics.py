@@ -159,6 +159,12 @@ def sample_weighted_final_accuracy(
     return _matrix(outputs, matrix).sample_weighted_final_accuracy(_output(outputs, sizes))
 
 
+@_register("final_average_accuracy_difference")
+def final_average_accuracy_difference(outputs: Mapping[str, Any], matrix: str, minus: str) -> float:
+    """Final average accuracy of one method minus another's, both matrices from the same paired run."""
+    return _matrix(outputs, matrix).final_average_accuracy() - _matrix(outputs, minus).final_average_accuracy()
+
+
 @_register("accuracy_cell")
 def accuracy_cell(outputs: Mapping[str, Any], row: int, column: int, matrix: str = "accuracy_matrix") -> float:
     """One cell R[row][column]; negative indices count from the end."""
