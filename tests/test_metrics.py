@@ -42,6 +42,11 @@ def test_registry_reads_outputs():
     assert metrics.compute("value", outputs, {"key": "n"}) == 7.0
     assert metrics.compute("value", outputs, {"key": "row", "index": [1, 0]}) == 3.0
     assert metrics.compute("parameter_count", outputs, {}) == 203_000.0
+    assert metrics.compute("minimum", {"a": [0.99, 1.0, 0.98]}, {"key": "a"}) == 0.98
+    assert metrics.compute("maximum", {"a": [0.99, 1.0, 0.98]}, {"key": "a"}) == 1.0
+    assert metrics.compute("difference", {"a": 3.0, "b": 1.0}, {"key": "a", "minus": "b"}) == 2.0
+    with pytest.raises(metrics.MetricInputError, match="non-empty list"):
+        metrics.compute("minimum", {"a": []}, {"key": "a"})
     paired = {"sparse_accuracy_matrix": [[0.9]], "dense_accuracy_matrix": [[0.75]]}
     assert metrics.compute("final_average_accuracy_difference", paired,
                            {"matrix": "sparse_accuracy_matrix", "minus": "dense_accuracy_matrix"}) == pytest.approx(0.15)

@@ -147,6 +147,31 @@ def value(outputs: Mapping[str, Any], key: str, index: int | list[int] | None = 
     return float(item)
 
 
+def _numbers(outputs: Mapping[str, Any], key: str) -> np.ndarray:
+    items = _output(outputs, key)
+    if not isinstance(items, list) or not items or not all(isinstance(v, (int, float)) for v in items):
+        raise MetricInputError(f"output {key!r} is not a non-empty list of numbers: {items!r}")
+    return np.asarray(items, dtype=np.float64)
+
+
+@_register("minimum")
+def minimum(outputs: Mapping[str, Any], key: str) -> float:
+    """Smallest element of a list output (e.g. the low end of a per-task range)."""
+    return float(_numbers(outputs, key).min())
+
+
+@_register("maximum")
+def maximum(outputs: Mapping[str, Any], key: str) -> float:
+    """Largest element of a list output (e.g. the high end of a per-task range)."""
+    return float(_numbers(outputs, key).max())
+
+
+@_register("difference")
+def difference(outputs: Mapping[str, Any], key: str, minus: str) -> float:
+    """One scalar output minus another (e.g. a score after quantisation minus before)."""
+    return value(outputs, key) - value(outputs, minus)
+
+
 @_register("final_average_accuracy")
 def final_average_accuracy(outputs: Mapping[str, Any], matrix: str = "accuracy_matrix") -> float:
     return _matrix(outputs, matrix).final_average_accuracy()
