@@ -95,8 +95,12 @@ def resolve_protocol(name: str) -> Callable[..., dict[str, Any]]:
         raise LookupError(f"protocol {name!r}: module {module_name} has no function {function_name!r}") from None
 
 
-def run_key(protocol: str, params: dict[str, Any], seed: int, device: str, torch_version: str, code: str) -> str:
-    identity = {"protocol": protocol, "params": params, "seed": seed, "device": device, "torch": torch_version, "code": code}
+def run_key(protocol: str, params: dict[str, Any], seed: int, device: str, torch_version: str, code: str,
+            threads: int) -> str:
+    """Hash of a run's identity. CPU thread count is part of it: reductions split across threads
+    round differently, so a 1-thread and a 2-thread run of the same seed may differ in the last bits."""
+    identity = {"protocol": protocol, "params": params, "seed": seed, "device": device, "torch": torch_version,
+                "code": code, "threads": threads}
     return hashlib.sha256(canonical_json(identity).encode()).hexdigest()
 
 
@@ -132,7 +136,7 @@ class Runner:
         """One protocol run: from the cache when this identity already finished, else executed."""
         params = entry.params_for(self.profile)
         code = code_version(entry.protocol)
-        key = run_key(entry.protocol, params, seed, self.device, self.torch_version, code)
+        key = run_key(entry.protocol, params, seed, self.device, self.torch_version, code, torch.get_num_threads())
         if self.use_cache:
             cached = self.store.get_run(key)
             if cached is not None:
