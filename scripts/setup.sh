@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Creates .venv with the package and its test extras; torch pinned through constraints.txt.
+# Creates .venv with the package, its test extras and Ray (the --executor ray path is tested); torch pinned through constraints.txt.
 # Re-runs the install only when pyproject.toml or constraints.txt changed since the last setup.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,5 +12,5 @@ fi
 echo "[setup] creating .venv and installing the harness (torch pinned by constraints.txt) ..."
 "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -c constraints.txt -e ".[test]"
+.venv/bin/python -m pip install --quiet -c constraints.txt -e ".[test,ray]"
 echo "$wanted" > "$stamp"

@@ -127,7 +127,7 @@ def test_repository_ledgers_are_valid_and_quotes_are_in_their_sources():
 
 
 def test_repository_protocols_resolve():
-    from verify.runner import resolve_protocol
+    from verify.executors import resolve_protocol
 
     for entry in load_all(REPO / "claims"):
         assert callable(resolve_protocol(entry.protocol)), entry.id

@@ -100,10 +100,10 @@ def test_second_run_is_cached_and_fast(project):
     result = run(project)
     second = time.perf_counter() - started
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["*slow seed 3 on cpu: cached*"])
+    result.stdout.fnmatch_lines(["*pending: 0 run(s) in 0 job(s)*already stored: 3*"])
     assert first > 1.5 and second < first - 1.0
     result = run(project, "--no-cache")
-    result.stdout.fnmatch_lines(["*slow seed 1 on cpu: running*"])
+    result.stdout.fnmatch_lines(["*[[]1/3] measure seed 1 on cpu: done*"])
 
 
 def test_seed_limit_and_interval(project):

@@ -1,4 +1,4 @@
-"""Command line: ``python -m verify {report,export,import,check-ledgers}``."""
+"""Command line: ``python -m verify {plan,report,export,import,check-ledgers}``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 from verify import report
-from verify.ledger import LedgerError, default_seeds_dir, load_all
+from verify.executors import default_workers
+from verify.ledger import LedgerError, default_seeds_dir, load_all, load_ledger
 from verify.store import ResultsStore, merge_verdicts, read_export
 
 DEFAULT_RESULTS = "reports/results.sqlite"
@@ -28,6 +29,39 @@ def _report(args: argparse.Namespace) -> int:
         runs.extend(document["runs"])
     path = report.write_report(merge_verdicts(record_sets), runs, args.out)
     print(f"wrote {path}")
+    return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    import torch
+
+    from verify.runner import Runner, resolve_device
+
+    ledgers: list[Path] = []
+    for name in args.paths:
+        path = Path(name)
+        if path.is_dir():
+            ledgers.extend(sorted(path.rglob("claims.toml")))
+        elif path.is_file():
+            ledgers.append(path)
+        else:
+            print(f"error: {path}: no such ledger or folder", file=sys.stderr)
+            return 2
+    try:
+        entries = [entry for ledger in ledgers for entry in load_ledger(ledger, default_seeds_dir())]
+    except LedgerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    device = resolve_device(args.device)
+    workers = default_workers(device) if args.workers == "auto" else int(args.workers)
+    runner = Runner(ResultsStore(args.results), Path("."), device=device, profile=args.profile,
+                    use_cache=not args.no_cache, seed_limit=args.seeds, progress=lambda message: None,
+                    threads=args.threads or max(1, torch.get_num_threads() // workers),
+                    seed_batching=args.seed_batching == "on" or (args.seed_batching == "auto" and device == "cuda"))
+    plan = runner.plan(entries, longest_first=workers > 1)
+    print(f"claims plan ({device}, profile {args.profile}, {runner.threads} thread(s) per run, {len(entries)} entries)")
+    for line in plan.lines(workers):
+        print(line)
     return 0
 
 
@@ -61,6 +95,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m verify", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
+    plan = commands.add_parser("plan", help="print the runs the ledgers still need, with estimated times")
+    plan.add_argument("paths", nargs="*", default=["claims"], help="ledgers or folders (default claims)")
+    plan.add_argument("--results", default=DEFAULT_RESULTS, help=f"results store (default {DEFAULT_RESULTS})")
+    plan.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
+    plan.add_argument("--profile", choices=("smoke", "full"), default="smoke")
+    plan.add_argument("--seeds", type=int, default=None, metavar="N", help="only the first N seeds of each entry")
+    plan.add_argument("--workers", default="1", help="workers the estimate divides the time among (or auto)")
+    plan.add_argument("--threads", type=int, default=None, help="CPU threads per run (part of a run's identity)")
+    plan.add_argument("--seed-batching", choices=("auto", "on", "off"), default="auto")
+    plan.add_argument("--no-cache", action="store_true", help="plan every run, stored or not (each once)")
+    plan.set_defaults(handler=_plan)
+
     make = commands.add_parser("report", help="write the HTML report from the store and/or exported JSON files")
     make.add_argument("--results", default=DEFAULT_RESULTS, help=f"results store (default {DEFAULT_RESULTS})")
     make.add_argument("--merge", nargs="*", default=[], metavar="JSON", help="exported results files to merge in")
@@ -88,6 +134,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

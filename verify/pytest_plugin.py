@@ -21,7 +21,10 @@ from typing import Any
 
 import pytest
 
+import torch
+
 from verify import report
+from verify.executors import Executor, PoolExecutor, RayExecutor, SequentialExecutor, default_workers
 from verify.ledger import Entry, LedgerError, default_seeds_dir, load_ledger
 from verify.runner import Runner, resolve_device
 from verify.store import ResultsStore
@@ -50,12 +53,45 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help=f"where to write this session's verdicts as JSON (default: {DEFAULT_VERDICTS_JSON})")
     group.addoption("--report-html", default=DEFAULT_REPORT_HTML,
                     help=f"where to write the HTML report (default: {DEFAULT_REPORT_HTML})")
+    group.addoption("--plan", action="store_true", default=False,
+                    help="print the runs the selected entries still need (with estimated times) and exit")
+    group.addoption("--workers", default="1", metavar="N",
+                    help="parallel workers for pending runs: a number, or auto (CPU cores; on CUDA, "
+                         "workers sharing the GPU) (default: 1, in this process)")
+    group.addoption("--executor", choices=("local", "ray"), default="local",
+                    help="local: this process or a local process pool (--workers); ray: each run a Ray task "
+                         "(needs the [ray] extra) (default: local)")
+    group.addoption("--ray-address", default=None, metavar="ADDR",
+                    help="Ray cluster to submit to (default: start a local one with --workers CPUs)")
+    group.addoption("--threads", type=int, default=None, metavar="N",
+                    help="CPU threads per run, part of a run's identity (default: torch's setting divided "
+                         "among the workers)")
+    group.addoption("--seed-batching", choices=("auto", "on", "off"), default="auto",
+                    help="train the seeds of a protocol that supports it in one pass (auto: on CUDA only, "
+                         "where it pays) (default: auto)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "gpu: needs a CUDA device")
     config.addinivalue_line("markers", "dataset(name): needs a dataset in the data directory")
     config.stash[_STATE] = _SessionState(config)
+    _check_engine_options(config)
+
+
+def _check_engine_options(config: pytest.Config) -> None:
+    """Engine options that cannot work are one usage error before anything runs."""
+    workers = config.getoption("workers", "1")
+    if workers != "auto" and (not workers.isdigit() or int(workers) < 1):
+        raise pytest.UsageError(f"--workers must be a positive number or 'auto', got {workers!r}")
+    threads = config.getoption("threads", None)
+    if threads is not None and threads < 1:
+        raise pytest.UsageError(f"--threads must be at least 1, got {threads}")
+    if config.getoption("executor", "local") == "ray":
+        try:
+            importlib.import_module("ray")
+        except ImportError:
+            raise pytest.UsageError("--executor ray needs Ray: pip install 'cl-claims-harness[ray]' "
+                                    "(or pip install ray)") from None
 
 
 @dataclass
@@ -87,16 +123,34 @@ class _SessionState:
                 with capture.global_and_fixture_disabled():
                     reporter.write_line(f"[claims] {message}")
 
+            device = resolve_device(self.config.getoption("device"))
+            batching = self.config.getoption("seed_batching")
+            threads = self.config.getoption("threads") or max(1, torch.get_num_threads() // self.workers(device))
             self._runner = Runner(
                 store=ResultsStore(self._path("results")),
                 data_dir=datasets.resolve_data_dir(self.config.getoption("data_dir")),
-                device=resolve_device(self.config.getoption("device")),
+                device=device,
                 profile=self.config.getoption("profile"),
                 use_cache=not self.config.getoption("no_cache"),
                 seed_limit=self.config.getoption("seeds"),
                 progress=progress,
+                threads=threads,
+                seed_batching=batching == "on" or (batching == "auto" and device == "cuda"),
             )
         return self._runner
+
+    def workers(self, device: str) -> int:
+        requested = self.config.getoption("workers")
+        return default_workers(device) if requested == "auto" else int(requested)
+
+    def executor(self) -> Executor:
+        runner = self.runner
+        workers = self.workers(runner.device)
+        if self.config.getoption("executor") == "ray":
+            return RayExecutor(runner.data_dir, self.config.getoption("ray_address"), local_cpus=workers * runner.threads)
+        if workers > 1:
+            return PoolExecutor(runner.data_dir, workers)
+        return SequentialExecutor(runner.data_dir)
 
 
 _STATE = pytest.StashKey[_SessionState]()
@@ -135,6 +189,32 @@ class LedgerFile(pytest.File):
         if isinstance(excinfo.value, LedgerError):
             return str(excinfo.value)
         return super().repr_failure(excinfo, style)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> bool | None:
+    """Plan the selected entries' runs and execute the pending ones before any item reports, so
+    that every executor feeds the same store and items only read it. With --plan: print and stop."""
+    config = session.config
+    entries = [item.entry for item in session.items if isinstance(item, ClaimItem)]
+    if not entries or config.option.collectonly:
+        return None
+    state = config.stash[_STATE]
+    runner = state.runner
+    workers = state.workers(runner.device)
+    plan = runner.plan(entries, longest_first=workers > 1 or config.getoption("executor") == "ray")
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if config.getoption("plan"):
+        if reporter is not None:
+            reporter.write_sep("=", f"claims plan ({runner.device}, profile {runner.profile}, {runner.threads} "
+                                    f"thread(s) per run)")
+            for line in plan.lines(workers):
+                reporter.write_line(line)
+        return True
+    summary = plan.lines(workers)[-1]
+    runner.progress(summary)
+    runner.execute(plan, state.executor(), workers)
+    return None
 
 
 class VerdictChanged(AssertionError):

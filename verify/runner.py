@@ -1,7 +1,8 @@
-"""Runs a ledger entry's protocol once per seed (cached), measures it and gives the verdict.
+"""Plans and executes a selection's protocol runs, then measures each entry and gives its verdict.
 
-Data flows one way: entry -> protocol runs (one per seed and device, cached in the store) ->
-per-seed metric values -> summary and verdict -> verdict record in the store.
+Data flows one way: entries -> plan (the unique runs not yet stored) -> executor (in process, a
+local pool or Ray) -> runs in the store -> per-seed metric values -> summary and verdict -> verdict
+record in the store. Verdicts read the store only, so every executor gives the same verdicts.
 
 A protocol is resolved from its ledger name ("package.module:function") at run time, so this
 module never imports a system under test.
@@ -10,20 +11,20 @@ module never imports a system under test.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import platform
 import subprocess
-import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import torch
 
 from verify import metrics
+from verify.executors import (Executor, Progress, SequentialExecutor, can_batch_seeds, device_name)
 from verify.ledger import Entry
-from verify.store import ResultsStore, Run, canonical_json, now_iso
+from verify.planner import Job, Plan, RunSpec, build_plan
+from verify.store import ResultsStore, Run, now_iso
 from verify.verdicts import Verdict, decide, summarize
 
 IMPLEMENTATIONS_DIR = Path(__file__).resolve().parent.parent / "implementations"
@@ -38,17 +39,6 @@ def resolve_device(requested: str) -> str:
     if requested not in ("cpu", "cuda"):
         raise ValueError(f"unknown device {requested!r}; use cpu, cuda or auto")
     return requested
-
-
-def device_name(device: str) -> str:
-    if device == "cuda":
-        return torch.cuda.get_device_name(0)
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 @lru_cache(maxsize=None)
@@ -86,36 +76,13 @@ def run_environment() -> dict[str, str | None]:
     return {"python": platform.python_version(), "platform": platform.platform(), "git_commit": commit or None}
 
 
-def resolve_protocol(name: str) -> Callable[..., dict[str, Any]]:
-    module_name, function_name = name.split(":", 1)
-    module = importlib.import_module(module_name)
-    try:
-        return getattr(module, function_name)
-    except AttributeError:
-        raise LookupError(f"protocol {name!r}: module {module_name} has no function {function_name!r}") from None
-
-
-def run_key(protocol: str, params: dict[str, Any], seed: int, device: str, torch_version: str, code: str,
-            threads: int) -> str:
-    """Hash of a run's identity. CPU thread count is part of it: reductions split across threads
-    round differently, so a 1-thread and a 2-thread run of the same seed may differ in the last bits."""
-    identity = {"protocol": protocol, "params": params, "seed": seed, "device": device, "torch": torch_version,
-                "code": code, "threads": threads}
-    return hashlib.sha256(canonical_json(identity).encode()).hexdigest()
-
-
-class ProtocolOutputError(TypeError):
-    """A protocol returned something that is not a JSON-serialisable dict."""
-
-
-def _seed_everything(seed: int) -> None:
-    seeding = importlib.import_module("implementations.common.seeding")
-    seeding.seed_everything(seed)
-
-
 @dataclass
 class Runner:
-    """Evaluates ledger entries on one device, reusing finished runs from the store."""
+    """Evaluates ledger entries on one device, reusing finished runs from the store.
+
+    threads: CPU threads each run uses (part of its identity; default torch's current setting).
+    seed_batching: train the seeds of a protocol that offers it together (its own identity).
+    """
 
     store: ResultsStore
     data_dir: Path
@@ -125,6 +92,10 @@ class Runner:
     seed_limit: int | None = None
     progress: Callable[[str], None] = print
     torch_version: str = field(default_factory=lambda: torch.__version__)
+    threads: int = field(default_factory=torch.get_num_threads)
+    seed_batching: bool = False
+    executed: set[str] = field(default_factory=set)  # keys run in this session (--no-cache runs each once)
+    failures: dict[str, BaseException] = field(default_factory=dict)  # key -> why its run failed here
 
     def __post_init__(self) -> None:
         self.device_name = device_name(self.device)
@@ -132,31 +103,62 @@ class Runner:
     def seeds_for(self, entry: Entry) -> tuple[int, ...]:
         return entry.seeds if self.seed_limit is None else entry.seeds[: self.seed_limit]
 
+    def skip_reason(self, entry: Entry) -> str | None:
+        """Why the entry needs no run on this device and profile, or None."""
+        if entry.device == "cuda" and self.device != "cuda" and self.profile != "full":
+            return "needs a CUDA device: run with --device cuda, or on CPU with --profile full"
+        return None
+
+    def spec(self, entry: Entry, seed: int) -> RunSpec:
+        batched = self.seed_batching and can_batch_seeds(entry.protocol)
+        return RunSpec(entry.protocol, entry.params_for(self.profile), seed, self.device, self.torch_version,
+                       code_version(entry.protocol), self.threads, batched)
+
+    def plan(self, entries: Iterable[Entry], *, longest_first: bool = False) -> Plan:
+        """The runs these entries need that are neither stored (unless --no-cache) nor run this session."""
+        needs = []
+        for entry in entries:
+            reason = self.skip_reason(entry)
+            needs.append((entry.id, reason if reason else [self.spec(entry, seed) for seed in self.seeds_for(entry)]))
+        return build_plan(needs, self.store, skip_stored=self.use_cache, done=self.executed | set(self.failures),
+                          longest_first=longest_first)
+
+    def execute(self, plan: Plan, executor: Executor | None = None, workers: int = 1) -> None:
+        """Run the plan's jobs; the store receives each run as its job finishes (so a killed session
+        keeps every finished run), failures are kept for the entries that read them."""
+        if not plan.jobs:
+            return
+        executor = executor or SequentialExecutor(self.data_dir)
+        progress = Progress(plan.jobs, workers, self.progress)
+
+        def on_done(job: Job, runs: list[Run]) -> None:
+            for run in runs:
+                self.store.put_run(run)
+                self.executed.add(run.run_key)
+            progress.done(job, "done", sum(run.wall_seconds for run in runs))
+
+        def on_failed(job: Job, error: BaseException) -> None:
+            for spec in job.specs:
+                self.failures[spec.key] = error
+            first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+            progress.done(job, ("not run: " if getattr(error, "not_run", False) else "FAILED: ") + first_line)
+
+        executor.run(plan.jobs, on_done, on_failed)
+
     def run(self, entry: Entry, seed: int) -> Run:
-        """One protocol run: from the cache when this identity already finished, else executed."""
-        params = entry.params_for(self.profile)
-        code = code_version(entry.protocol)
-        key = run_key(entry.protocol, params, seed, self.device, self.torch_version, code, torch.get_num_threads())
-        if self.use_cache:
-            cached = self.store.get_run(key)
-            if cached is not None:
-                self.progress(f"{entry.id} seed {seed} on {self.device}: cached ({cached.wall_seconds:.1f}s when run)")
-                return cached
-        protocol = resolve_protocol(entry.protocol)
-        self.progress(f"{entry.id} seed {seed} on {self.device}: running {entry.protocol} ...")
-        _seed_everything(seed)
-        started = time.perf_counter()
-        outputs = protocol(seed=seed, device=self.device, data_dir=self.data_dir, **params)
-        wall = time.perf_counter() - started
-        if not isinstance(outputs, dict):
-            raise ProtocolOutputError(f"protocol {entry.protocol} returned {type(outputs).__name__}, not a dict")
-        try:
-            canonical_json(outputs)
-        except (TypeError, ValueError) as error:
-            raise ProtocolOutputError(f"protocol {entry.protocol} returned outputs that are not plain JSON: {error}") from None
-        run = Run(key, entry.protocol, params, seed, self.device, self.device_name, self.torch_version, code, outputs, wall, now_iso())
-        self.store.put_run(run)
-        self.progress(f"{entry.id} seed {seed} on {self.device}: done in {wall:.1f}s")
+        """One protocol run, read from the store; executed here first when it is not there yet."""
+        spec = self.spec(entry, seed)
+        if spec.key not in self.failures and (spec.key in self.executed or self.use_cache):
+            stored = self.store.get_run(spec.key)
+            if stored is not None:
+                return stored
+        if spec.key not in self.failures:
+            self.execute(self.plan([entry]))
+        if spec.key in self.failures:
+            raise self.failures[spec.key]
+        run = self.store.get_run(spec.key)
+        if run is None:
+            raise LookupError(f"run {spec.describe()} of {entry.id} is neither stored nor failed")
         return run
 
     def _record(self, entry: Entry, verdict: Verdict, seeds: tuple[int, ...], runs: list[Run], values: list[float],
@@ -202,8 +204,9 @@ class Runner:
     def evaluate(self, entry: Entry) -> dict[str, Any]:
         """Run every seed of the entry, measure, decide, store and return the verdict record."""
         seeds = self.seeds_for(entry)
-        if entry.device == "cuda" and self.device != "cuda" and self.profile != "full":
-            verdict = Verdict("not run", None, "needs a CUDA device: run with --device cuda, or on CPU with --profile full")
+        reason = self.skip_reason(entry)
+        if reason is not None:
+            verdict = Verdict("not run", None, reason)
             record = self._record(entry, verdict, seeds, [], [])
             self.store.put_verdict(record)
             return record

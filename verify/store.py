@@ -29,7 +29,9 @@ CREATE TABLE IF NOT EXISTS runs (
     code_version TEXT NOT NULL,
     outputs TEXT NOT NULL,
     wall_seconds REAL NOT NULL,
-    created TEXT NOT NULL
+    created TEXT NOT NULL,
+    threads INTEGER,
+    seed_batched INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS verdicts (
     claim_id TEXT NOT NULL,
@@ -65,6 +67,8 @@ class Run:
     outputs: dict[str, Any]
     wall_seconds: float
     created: str
+    threads: int | None = None  # CPU threads the run used (part of its identity); None in old exports
+    seed_batched: bool = False  # trained together with other seeds of its group (part of its identity)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -78,6 +82,7 @@ class ResultsStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with closing(self._connect()) as connection, connection:
             connection.executescript(_SCHEMA)
+            _add_missing_columns(connection)
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, timeout=60)
@@ -88,7 +93,7 @@ class ResultsStore:
         with closing(self._connect()) as connection:
             row = connection.execute(
                 "SELECT run_key, protocol, params, seed, device, device_name, torch_version, code_version,"
-                " outputs, wall_seconds, created FROM runs WHERE run_key = ?",
+                " outputs, wall_seconds, created, threads, seed_batched FROM runs WHERE run_key = ?",
                 (run_key,),
             ).fetchone()
         return None if row is None else _run_from_row(row)
@@ -96,7 +101,7 @@ class ResultsStore:
     def put_run(self, run: Run) -> None:
         with closing(self._connect()) as connection, connection:
             connection.execute(
-                "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run.run_key,
                     run.protocol,
@@ -109,6 +114,8 @@ class ResultsStore:
                     canonical_json(run.outputs),
                     run.wall_seconds,
                     run.created,
+                    run.threads,
+                    int(run.seed_batched),
                 ),
             )
 
@@ -116,9 +123,25 @@ class ResultsStore:
         with closing(self._connect()) as connection:
             rows = connection.execute(
                 "SELECT run_key, protocol, params, seed, device, device_name, torch_version, code_version,"
-                " outputs, wall_seconds, created FROM runs ORDER BY protocol, seed, device"
+                " outputs, wall_seconds, created, threads, seed_batched FROM runs ORDER BY protocol, seed, device"
             ).fetchall()
         return [_run_from_row(row) for row in rows]
+
+    def stored_keys(self, keys: Iterable[str]) -> set[str]:
+        """Which of `keys` the store already holds (one query per 500 keys)."""
+        wanted, found = list(keys), set()
+        with closing(self._connect()) as connection:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                found.update(row[0] for row in connection.execute(
+                    f"SELECT run_key FROM runs WHERE run_key IN ({marks})", chunk))
+        return found
+
+    def wall_times(self) -> list[tuple[str, str, str, float]]:
+        """(protocol, canonical params, device, wall seconds) of every stored run, for time estimates."""
+        with closing(self._connect()) as connection:
+            return connection.execute("SELECT protocol, params, device, wall_seconds FROM runs").fetchall()
 
     def raw_outputs(self, run_key: str) -> str | None:
         """The stored outputs exactly as bytes-on-disk text (for determinism checks)."""
@@ -196,7 +219,8 @@ def merge_verdicts(record_sets: Iterable[Iterable[dict[str, Any]]]) -> list[dict
 
 
 def _run_from_row(row: tuple) -> Run:
-    (run_key, protocol, params, seed, device, device_name, torch_version, code_version, outputs, wall, created) = row
+    (run_key, protocol, params, seed, device, device_name, torch_version, code_version, outputs, wall, created,
+     threads, seed_batched) = row
     return Run(
         run_key=run_key,
         protocol=protocol,
@@ -209,4 +233,15 @@ def _run_from_row(row: tuple) -> Run:
         outputs=json.loads(outputs),
         wall_seconds=wall,
         created=created,
+        threads=threads,
+        seed_batched=bool(seed_batched),
     )
+
+
+def _add_missing_columns(connection: sqlite3.Connection) -> None:
+    """Stores written before runs recorded their thread count and batching get the columns added."""
+    present = {row[1] for row in connection.execute("PRAGMA table_info(runs)")}
+    if "threads" not in present:
+        connection.execute("ALTER TABLE runs ADD COLUMN threads INTEGER")
+    if "seed_batched" not in present:
+        connection.execute("ALTER TABLE runs ADD COLUMN seed_batched INTEGER NOT NULL DEFAULT 0")

@@ -1,0 +1,280 @@
+"""The engine: planner, executors (in process, process pool, Ray) and resuming after a kill.
+
+Properties: entries that share a run share it; stored runs are never planned; every executor stores
+byte-identical outputs for the same run identity; a worker that dies loses only its own run, which
+stays pending; a killed session resumes with nothing lost.
+"""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from verify.executors import PoolExecutor, RayExecutor, SequentialExecutor
+from verify.ledger import load_ledger
+from verify.planner import build_plan
+from verify.runner import Runner
+from verify.store import ResultsStore
+
+REPO = Path(__file__).resolve().parent.parent
+
+TOY = '''
+import os, time
+
+class Missing(FileNotFoundError):
+    not_run = True
+
+def measure(*, seed, device, data_dir, sleep=0.0, die_on=None):
+    if seed == die_on:
+        os._exit(3)  # a worker killed mid-run (OOM killer, segfault): no reply ever comes
+    time.sleep(sleep)
+    return {"x": seed * 0.1, "pid": 0}
+
+def needs_file(*, seed, device, data_dir):
+    raise Missing(f"dataset file {data_dir}/toy.bin is missing")
+
+def broken(*, seed, device, data_dir):
+    raise ValueError("protocol bug")
+'''
+
+
+def toy_entry(claim_id, protocol="toy_engine:measure", params="{}", seeds="[1, 2, 3]"):
+    return f'''
+[[claim]]
+id = "{claim_id}"
+system = "toy"
+source = {{ repository = "someone/toy", file = "README.md", document = "toy.txt" }}
+quote = "x is positive"
+claimed = 0.0
+comparison = "at_least"
+tolerance = 0.0
+tolerance_origin = "test"
+expected = "reproduced"
+metric = "value"
+metric_args = {{ key = "x" }}
+protocol = "{protocol}"
+params = {params}
+seeds = {seeds}
+tier = "ci"
+device = "any"
+'''
+
+
+@pytest.fixture
+def toy(tmp_path, monkeypatch):
+    """A toy protocol module importable here and in spawned workers (through PYTHONPATH)."""
+    (tmp_path / "toy_engine.py").write_text(TOY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    (tmp_path / "seeds").mkdir()
+    (tmp_path / "seeds" / "toy.txt").write_text("The toy README says x is positive.")
+    monkeypatch.setenv("CLAIMS_SEEDS_DIR", str(tmp_path / "seeds"))
+
+    def entries(text):
+        path = tmp_path / "claims" / "toy" / "claims.toml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return load_ledger(path)
+    return entries
+
+
+def make_runner(path, **options):
+    return Runner(ResultsStore(path), path.parent, progress=lambda message: None, threads=1, **options)
+
+
+def test_entries_sharing_a_run_share_it_and_stored_runs_are_not_planned(tmp_path, toy):
+    entries = toy(toy_entry("a") + toy_entry("b") + toy_entry("c", params="{ sleep = 0.0 }", seeds="[1, 4]"))
+    runner = make_runner(tmp_path / "r.sqlite")
+    plan = runner.plan(entries)
+    # a and b read the same three runs; c's params differ (sleep given explicitly), so its runs are its own
+    assert plan.pending_runs == 5 and plan.cached == 0
+    assert plan.jobs[0].entries == ["a", "b"]
+    runner.execute(replace(plan, jobs=plan.jobs[:2]))
+    after = runner.plan(entries)
+    assert after.pending_runs == 3 and after.cached == 2
+    fresh = make_runner(tmp_path / "r.sqlite").plan(entries)
+    assert fresh.pending_runs == 3  # a new session sees the store, not the old session's memory
+
+
+def test_no_cache_runs_each_unique_run_once(tmp_path, toy):
+    entries = toy(toy_entry("a") + toy_entry("b"))
+    runner = make_runner(tmp_path / "r.sqlite")
+    runner.execute(runner.plan(entries))
+    again = make_runner(tmp_path / "r.sqlite", use_cache=False)
+    plan = again.plan(entries)
+    assert plan.pending_runs == 3  # not 6: b reads the runs a's re-execution makes
+    again.execute(plan)
+    assert again.plan(entries).pending_runs == 0
+    assert [again.evaluate(entry)["values"] for entry in entries] == [[0.1, 0.2, 0.30000000000000004]] * 2
+
+
+def test_estimates_come_from_stored_wall_times(tmp_path, toy):
+    entries = toy(toy_entry("a", params="{ sleep = 0.2 }", seeds="[1]") + toy_entry("b", params="{ sleep = 0.2 }",
+                                                                                    seeds="[1, 2]"))
+    runner = make_runner(tmp_path / "r.sqlite")
+    first = runner.plan(entries)
+    assert [job.estimate for job in first.jobs] == [None, None]
+    assert "unknown" in first.lines()[0]
+    runner.execute(replace(first, jobs=first.jobs[:1]))
+    second = runner.plan(entries)
+    (job,) = second.jobs
+    assert job.estimate == pytest.approx(0.2, abs=0.15)
+    assert "pending: 1 run(s)" in second.lines()[-1]
+
+
+def test_failures_reach_the_entries_that_read_them(tmp_path, toy):
+    entries = toy(toy_entry("missing", protocol="toy_engine:needs_file", seeds="[1]")
+                  + toy_entry("bug", protocol="toy_engine:broken", seeds="[1]"))
+    runner = make_runner(tmp_path / "r.sqlite")
+    runner.execute(runner.plan(entries), PoolExecutor(tmp_path, workers=2), workers=2)
+    missing = runner.evaluate(entries[0])
+    assert missing["verdict"] == "not run" and "toy.bin is missing" in missing["reason"]
+    with pytest.raises(RuntimeError, match="ValueError: protocol bug"):
+        runner.evaluate(entries[1])
+
+
+def small_real_entries():
+    """Two cheap real protocols (numpy and torch) with the ledger's seeds cut short."""
+    sgm = {entry.id: entry for entry in load_ledger(REPO / "claims" / "sgm" / "claims.toml")}
+    quick = replace(sgm["sgm-quickstart-retention"], seeds=(1, 3, 5))
+    return [quick]
+
+
+def raw_outputs(runner, entries):
+    plan = runner.plan(entries)
+    keys = [spec.key for job in plan.jobs for spec in job.specs]
+    return {key: runner.store.raw_outputs(key) for key in keys}, plan
+
+
+@pytest.mark.parametrize("executor", ["pool", "ray"])
+def test_executors_store_byte_identical_outputs(tmp_path, executor):
+    entries = small_real_entries()
+    sequential = make_runner(tmp_path / "sequential.sqlite")
+    sequential.execute(sequential.plan(entries), SequentialExecutor(tmp_path))
+    parallel = make_runner(tmp_path / f"{executor}.sqlite")
+    plan = parallel.plan(entries)
+    assert plan.pending_runs == 3
+    if executor == "ray":
+        pytest.importorskip("ray")
+        chosen = RayExecutor(tmp_path, address=None, local_cpus=2)
+    else:
+        chosen = PoolExecutor(tmp_path, workers=2)
+    parallel.execute(plan, chosen, workers=2)
+    assert not parallel.failures
+    keys = [spec.key for job in plan.jobs for spec in job.specs]
+    expected = {key: sequential.store.raw_outputs(key) for key in keys}
+    assert all(expected.values())
+    assert {key: parallel.store.raw_outputs(key) for key in keys} == expected
+
+
+@pytest.mark.parametrize("executor", ["pool", "ray"])
+def test_a_dying_worker_loses_only_its_own_run(tmp_path, toy, executor):
+    entries = toy(toy_entry("a", params="{ die_on = 2 }", seeds="[1, 2, 3, 4]"))
+    runner = make_runner(tmp_path / "r.sqlite")
+    if executor == "ray":
+        pytest.importorskip("ray")
+        chosen = RayExecutor(tmp_path, address=None, local_cpus=2)
+    else:
+        chosen = PoolExecutor(tmp_path, workers=2)
+    runner.execute(runner.plan(entries), chosen, workers=2)
+    assert len(runner.failures) == 1
+    (failure,) = runner.failures.values()
+    assert "died" in str(failure) or "failed" in str(failure)
+    after = make_runner(tmp_path / "r.sqlite").plan(entries)
+    assert [spec.seed for job in after.jobs for spec in job.specs] == [2]
+
+
+def test_plan_groups_seed_batched_protocols(tmp_path, toy, monkeypatch):
+    entries = toy(toy_entry("a", seeds="[1, 2, 3]") + toy_entry("b", seeds="[3, 4]"))
+    import toy_engine
+
+    def measure_seeds(*, seeds, device, data_dir, **params):
+        return [toy_engine.measure(seed=seed, device=device, data_dir=data_dir, **params) for seed in seeds]
+
+    monkeypatch.setattr(toy_engine.measure, "seed_batched", measure_seeds, raising=False)
+    batched = make_runner(tmp_path / "b.sqlite", seed_batching=True)
+    plan = batched.plan(entries)
+    (job,) = plan.jobs
+    assert [spec.seed for spec in job.specs] == [1, 2, 3, 4] and job.seed_batched
+    batched.execute(plan)
+    runs = batched.store.runs()
+    assert sorted(run.seed for run in runs) == [1, 2, 3, 4] and all(run.seed_batched for run in runs)
+    sequential = make_runner(tmp_path / "b.sqlite")
+    # batched runs are their own identity: the sequential runner plans its runs anew
+    assert sequential.plan(entries).pending_runs == 4
+    assert {spec.key for job in sequential.plan(entries).jobs for spec in job.specs}.isdisjoint(
+        {run.run_key for run in runs})
+
+
+PYTEST_PROJECT_LEDGER = toy_entry("slow", params="{ sleep = 1.5 }", seeds="[1, 2, 3, 4, 5, 6]")
+
+
+def test_killed_pool_session_resumes_with_nothing_lost(tmp_path, toy):
+    """kill -9 the whole pytest session mid-run; the rerun executes only what had not finished."""
+    project = tmp_path / "project"
+    (project / "claims" / "toy").mkdir(parents=True)
+    (project / "claims" / "toy" / "claims.toml").write_text(PYTEST_PROJECT_LEDGER)
+    store = project / "r.sqlite"
+    command = [sys.executable, "-m", "pytest", "claims", "-p", "no:cacheprovider", "--workers", "2",
+               "--threads", "1", "--results", str(store), "--data-dir", str(tmp_path)]
+    session = subprocess.Popen(command, cwd=project, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    deadline = time.monotonic() + 120
+    stored = 0
+    while time.monotonic() < deadline and stored == 0:
+        time.sleep(0.2)
+        if store.exists():
+            with sqlite3.connect(store) as connection:
+                try:
+                    stored = connection.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+                except sqlite3.OperationalError:
+                    stored = 0
+    os.killpg(session.pid, signal.SIGKILL)
+    session.wait()
+    assert 0 < stored < 6
+    survived = {run.run_key: run for run in ResultsStore(store).runs()}
+    done = subprocess.run(command, cwd=project, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert f"already stored: {len(survived)}" in done.stdout
+    resumed = ResultsStore(store)
+    assert len(resumed.runs()) == 6
+    for key, run in survived.items():
+        assert resumed.get_run(key) == run  # nothing rewritten
+    reference = make_runner(tmp_path / "reference.sqlite")
+    reference.execute(reference.plan(load_ledger(project / "claims" / "toy" / "claims.toml")))
+    assert {key: resumed.raw_outputs(key) for key in survived} == {
+        key: reference.store.raw_outputs(key) for key in survived}
+    assert sorted(run.run_key for run in reference.store.runs()) == sorted(run.run_key for run in resumed.runs())
+
+
+def test_plan_option_prints_and_runs_nothing(tmp_path, toy):
+    project = tmp_path / "project"
+    (project / "claims" / "toy").mkdir(parents=True)
+    (project / "claims" / "toy" / "claims.toml").write_text(PYTEST_PROJECT_LEDGER)
+    store = project / "r.sqlite"
+    done = subprocess.run([sys.executable, "-m", "pytest", "claims", "-p", "no:cacheprovider", "--plan",
+                           "--results", str(store), "--data-dir", str(tmp_path)], cwd=project, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert "[1/6] measure seed 1 on cpu  est. unknown  (slow)" in done.stdout
+    assert "pending: 6 run(s) in 6 job(s)" in done.stdout
+    assert ResultsStore(store).runs() == []
+    cli = subprocess.run([sys.executable, "-m", "verify", "plan", "claims", "--results", str(store)], cwd=project,
+                         capture_output=True, text=True, timeout=300)
+    assert cli.returncode == 0, cli.stderr
+    assert "pending: 6 run(s) in 6 job(s)" in cli.stdout
+
+
+def test_bad_engine_options_are_one_usage_error(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "pytest", "claims", "--workers", "0", "-p", "no:cacheprovider"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == pytest.ExitCode.USAGE_ERROR
+    assert "--workers must be a positive number or 'auto', got '0'" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -1,0 +1,318 @@
+"""Executors: run a plan's jobs in this process, in a local process pool, or as Ray tasks.
+
+Every executor calls the same `execute_job` on the same `RunSpec`s, so a run's stored outputs depend
+on its identity alone (tested: byte-identical across executors on CPU). Workers only compute; the
+coordinating process receives each finished job and writes the store, so a worker that dies loses
+only the job it held, which stays pending for the next session.
+"""
+
+from __future__ import annotations
+
+import importlib
+import multiprocessing
+import os
+import time
+import traceback
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import torch
+
+from verify.planner import Job, RunSpec, format_seconds
+from verify.store import Run, canonical_json, now_iso
+
+
+class ProtocolOutputError(TypeError):
+    """A protocol returned something that is not a JSON-serialisable dict."""
+
+
+class RunFailed(RuntimeError):
+    """A job failed in a worker; carries the worker's traceback as text (exceptions may not pickle).
+
+    `not_run` is copied from the original exception: a missing prerequisite gives a `not run`
+    verdict with this message, anything else fails the entries that read the run.
+    """
+
+    def __init__(self, message: str, not_run: bool = False):
+        super().__init__(message)
+        self.not_run = not_run
+
+
+def resolve_protocol(name: str) -> Callable[..., dict[str, Any]]:
+    module_name, function_name = name.split(":", 1)
+    module = importlib.import_module(module_name)
+    try:
+        return getattr(module, function_name)
+    except AttributeError:
+        raise LookupError(f"protocol {name!r}: module {module_name} has no function {function_name!r}") from None
+
+
+def can_batch_seeds(protocol: str) -> bool:
+    """Whether the protocol offers a seed-batched form (a `seed_batched` attribute, same outputs per seed)."""
+    return callable(getattr(resolve_protocol(protocol), "seed_batched", None))
+
+
+def device_name(device: str) -> str:
+    if device == "cuda":
+        return torch.cuda.get_device_name(0)
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    import platform
+    return platform.processor() or platform.machine()
+
+
+def _check_outputs(protocol: str, outputs: Any) -> dict[str, Any]:
+    if not isinstance(outputs, dict):
+        raise ProtocolOutputError(f"protocol {protocol} returned {type(outputs).__name__}, not a dict")
+    try:
+        canonical_json(outputs)
+    except (TypeError, ValueError) as error:
+        raise ProtocolOutputError(f"protocol {protocol} returned outputs that are not plain JSON: {error}") from None
+    return outputs
+
+
+def execute_job(specs: list[RunSpec], data_dir: Path | str) -> list[Run]:
+    """Run one job where this process is: seed, call the protocol (batched or not), wrap the outputs.
+
+    Sets torch's CPU thread count to the specs' (it is part of their identity).
+    """
+    first = specs[0]
+    seeding = importlib.import_module("implementations.common.seeding")
+    protocol = resolve_protocol(first.protocol)
+    if torch.get_num_threads() != first.threads:
+        torch.set_num_threads(first.threads)
+    name = device_name(first.device)
+    seeding.seed_everything(first.seed)
+    started = time.perf_counter()
+    if first.seed_batched:
+        results = protocol.seed_batched(seeds=[spec.seed for spec in specs], device=first.device,
+                                        data_dir=Path(data_dir), **first.params)
+        if not isinstance(results, list) or len(results) != len(specs):
+            raise ProtocolOutputError(f"protocol {first.protocol}: seed_batched returned "
+                                      f"{type(results).__name__}, not a list of {len(specs)} outputs")
+    else:
+        results = [protocol(seed=first.seed, device=first.device, data_dir=Path(data_dir), **first.params)]
+    share = (time.perf_counter() - started) / len(specs)
+    return [Run(spec.key, spec.protocol, spec.params, spec.seed, spec.device, name, spec.torch_version,
+                spec.code_version, _check_outputs(spec.protocol, outputs), share, now_iso(), spec.threads,
+                spec.seed_batched)
+            for spec, outputs in zip(specs, results)]
+
+
+def _failure(error: BaseException) -> RunFailed:
+    if getattr(error, "not_run", False):
+        return RunFailed(str(error), not_run=True)
+    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    return RunFailed(f"{type(error).__name__}: {error}\n--- worker traceback ---\n{text}")
+
+
+def _execute_in_worker(specs: list[RunSpec], data_dir: str) -> tuple[str, Any]:
+    """Never raises: ("ok", [run dicts]) or ("error", RunFailed), so the reply always pickles."""
+    try:
+        return "ok", [run.as_dict() for run in execute_job(specs, data_dir)]
+    except Exception as error:  # noqa: BLE001 - handed to the coordinator, which fails the entries
+        return "error", _failure(error)
+
+
+OnDone = Callable[[Job, list[Run]], None]
+OnFailed = Callable[[Job, BaseException], None]
+
+
+class Executor(Protocol):
+    def run(self, jobs: list[Job], on_done: OnDone, on_failed: OnFailed) -> None: ...
+
+
+@dataclass
+class SequentialExecutor:
+    """In this process, one job after another; the original exception reaches the failing entry."""
+
+    data_dir: Path
+
+    def run(self, jobs: list[Job], on_done: OnDone, on_failed: OnFailed) -> None:
+        for job in jobs:
+            try:
+                runs = execute_job(job.specs, self.data_dir)
+            except Exception as error:  # noqa: BLE001 - recorded; the entries reading the run re-raise it
+                on_failed(job, error)
+                continue
+            on_done(job, runs)
+
+
+def _pool_worker(connection: Connection, data_dir: str) -> None:
+    while True:
+        specs = connection.recv()
+        if specs is None:
+            return
+        connection.send(_execute_in_worker(specs, data_dir))
+
+
+@dataclass
+class PoolExecutor:
+    """A local pool of `workers` processes (spawned: a fresh interpreter each, no inherited threads).
+
+    Each worker holds one job at a time through its own pipe, so when a worker dies the coordinator
+    knows which job it lost; that job is reported failed and a fresh worker takes its place.
+    """
+
+    data_dir: Path
+    workers: int
+    on_worker_start: Callable[[int], None] | None = None  # pid of each started worker (tests kill one)
+
+    def run(self, jobs: list[Job], on_done: OnDone, on_failed: OnFailed) -> None:
+        context = multiprocessing.get_context("spawn")
+        queue = list(jobs)
+        busy: dict[Connection, tuple[Any, Job | None]] = {}
+
+        def start_worker() -> None:
+            ours, theirs = context.Pipe()
+            process = context.Process(target=_pool_worker, args=(theirs, str(self.data_dir)), daemon=True)
+            process.start()
+            theirs.close()
+            if self.on_worker_start is not None:
+                self.on_worker_start(process.pid)
+            busy[ours] = (process, None)
+            give_next(ours)
+
+        def give_next(connection: Connection) -> None:
+            process, _ = busy[connection]
+            job = queue.pop(0) if queue else None
+            busy[connection] = (process, job)
+            if job is not None:
+                connection.send(job.specs)
+
+        for _ in range(min(self.workers, len(queue))):
+            start_worker()
+        try:
+            while any(job is not None for _, job in busy.values()):
+                sentinels = {process.sentinel: connection for connection, (process, _) in busy.items()}
+                for ready in wait([*busy, *sentinels]):
+                    connection = sentinels.get(ready, ready)
+                    if connection not in busy:
+                        continue
+                    process, job = busy[connection]
+                    message = None
+                    if connection.poll():
+                        try:
+                            message = connection.recv()
+                        except (EOFError, OSError):
+                            message = None  # the pipe closed: the worker is gone
+                    if message is not None:
+                        status, payload = message
+                        if status == "ok":
+                            on_done(job, [Run(**run) for run in payload])
+                        else:
+                            on_failed(job, payload)
+                        give_next(connection)
+                        continue
+                    process.join(timeout=5)
+                    if process.is_alive():
+                        continue  # readable for a reason other than death; its reply comes later
+                    del busy[connection]
+                    connection.close()
+                    if job is not None:
+                        on_failed(job, RunFailed(f"worker process {process.pid} died (exit code "
+                                                 f"{process.exitcode}) while running {job.describe()}"))
+                        if queue:
+                            start_worker()
+        finally:
+            for connection, (process, _) in busy.items():
+                try:
+                    connection.send(None)
+                except OSError:
+                    pass  # that worker is already gone
+            for connection, (process, _) in busy.items():
+                process.join(timeout=10)
+                if process.is_alive():
+                    process.kill()
+                connection.close()
+
+
+@dataclass
+class RayExecutor:
+    """Each job a Ray task on a cluster: an existing one at `address`, or a local one started here.
+
+    The package (and datasets under the same `data_dir` path) must be present on every node. A CUDA
+    job asks Ray for `gpu_fraction` of a GPU, so several share one; CPU jobs ask for their threads.
+    """
+
+    data_dir: Path
+    address: str | None
+    local_cpus: int
+    gpu_fraction: float = 0.25
+
+    def run(self, jobs: list[Job], on_done: OnDone, on_failed: OnFailed) -> None:
+        import ray
+
+        started_here = not ray.is_initialized()
+        if started_here:
+            if self.address:
+                ray.init(address=self.address, log_to_driver=False)
+            else:
+                ray.init(num_cpus=self.local_cpus, num_gpus=torch.cuda.device_count(), include_dashboard=False,
+                         log_to_driver=False)
+        try:
+            remote = ray.remote(_execute_in_worker)
+            pending = {}
+            for job in jobs:
+                first = job.specs[0]
+                options = {"num_cpus": first.threads, "max_retries": 0}
+                if first.device == "cuda":
+                    options["num_gpus"] = self.gpu_fraction
+                pending[remote.options(**options).remote(job.specs, str(self.data_dir))] = job
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                for reference in ready:
+                    job = pending.pop(reference)
+                    try:
+                        status, payload = ray.get(reference)
+                    except ray.exceptions.RayError as error:  # the worker died or the node went away
+                        on_failed(job, RunFailed(f"Ray task for {job.describe()} failed: {error}"))
+                        continue
+                    if status == "ok":
+                        on_done(job, [Run(**run) for run in payload])
+                    else:
+                        on_failed(job, payload)
+        finally:
+            if started_here:
+                ray.shutdown()
+
+
+def default_workers(device: str) -> int:
+    """`--workers auto`: one worker per CPU core on CPU; on CUDA, workers sharing the one GPU."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if device == "cuda":
+        return max(1, min(4, cores))
+    return max(1, cores)
+
+
+class Progress:
+    """One line per finished job: i/N, what ran, its time, and the time left (from estimates and pace)."""
+
+    def __init__(self, jobs: list[Job], workers: int, write: Callable[[str], None]):
+        self.total = len(jobs)
+        self.workers = max(1, min(workers, self.total or 1))
+        self.remaining_estimate = sum(job.estimate or 0.0 for job in jobs)
+        self.unknown = sum(job.estimate is None for job in jobs)
+        self.finished = 0
+        self.started = time.perf_counter()
+        self.write = write
+
+    def done(self, job: Job, outcome: str, seconds: float | None = None) -> None:
+        self.finished += 1
+        self.remaining_estimate -= job.estimate or 0.0
+        self.unknown -= job.estimate is None
+        elapsed = time.perf_counter() - self.started
+        left = self.total - self.finished
+        if left == 0:
+            eta = f"all done in {format_seconds(elapsed)}"
+        elif self.unknown == 0 and self.remaining_estimate > 0:
+            eta = f"~{format_seconds(self.remaining_estimate / self.workers)} left"
+        else:
+            eta = f"~{format_seconds(elapsed / self.finished * left)} left at this pace"
+        took = "" if seconds is None else f" in {format_seconds(seconds)}"
+        self.write(f"[{self.finished}/{self.total}] {job.describe()}: {outcome}{took} ({eta})")

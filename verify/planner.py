@@ -1,0 +1,189 @@
+"""The run planner: the unique protocol runs a selection of ledger entries needs, less those stored.
+
+Entries that measure the same experiment share runs: a run is identified by its `RunSpec` (protocol,
+parameters, seed, device, torch version, code version, CPU threads, and whether it was trained
+together with other seeds), and the plan holds each identity once. What the store already holds is
+subtracted, so executing the plan does exactly the missing work; verdicts are computed from the store
+afterwards, whichever executor ran the plan.
+
+Runs of a protocol that can train several seeds at once (a `seed_batched` attribute on the protocol
+function) are grouped into one job per (protocol, parameters, device) when seed batching is on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Iterable
+
+from verify.store import ResultsStore, canonical_json
+
+
+@dataclass(frozen=True, eq=False)
+class RunSpec:
+    """Everything that identifies one protocol run; `key` is its hash, the store's primary key."""
+
+    protocol: str
+    params: dict[str, Any]
+    seed: int
+    device: str
+    torch_version: str
+    code_version: str
+    threads: int
+    seed_batched: bool = False
+
+    @cached_property
+    def key(self) -> str:
+        return run_key(self.protocol, self.params, self.seed, self.device, self.torch_version, self.code_version,
+                       self.threads, seed_batched=self.seed_batched)
+
+    @property
+    def group(self) -> tuple[str, str, str]:
+        """Runs that differ only in their seed: what seed batching trains together."""
+        return self.protocol, canonical_json(self.params), self.device
+
+    def describe(self) -> str:
+        name = self.protocol.rsplit(":", 1)[-1]
+        return f"{name} seed {self.seed} on {self.device}"
+
+
+def run_key(protocol: str, params: dict[str, Any], seed: int, device: str, torch_version: str, code: str,
+            threads: int, *, seed_batched: bool = False) -> str:
+    """Hash of a run's identity. CPU thread count is part of it: reductions split across threads
+    round differently, so a 1-thread and a 2-thread run of the same seed may differ in the last bits.
+    Seed-batched training rounds differently from one seed at a time (batched matrix products), so
+    it is a different identity too; it enters the hash only when set, keeping older keys valid."""
+    identity = {"protocol": protocol, "params": params, "seed": seed, "device": device, "torch": torch_version,
+                "code": code, "threads": threads}
+    if seed_batched:
+        identity["seed_batched"] = True
+    return hashlib.sha256(canonical_json(identity).encode()).hexdigest()
+
+
+@dataclass
+class Job:
+    """What one executor call runs: a single run, or the seeds of one group trained together."""
+
+    specs: list[RunSpec]
+    entries: list[str] = field(default_factory=list)
+    estimate: float | None = None  # seconds, from stored wall times of the same protocol
+
+    @property
+    def seed_batched(self) -> bool:
+        return self.specs[0].seed_batched
+
+    def describe(self) -> str:
+        first = self.specs[0]
+        if len(self.specs) == 1:
+            return first.describe()
+        seeds = ",".join(str(spec.seed) for spec in self.specs)
+        return f"{first.protocol.rsplit(':', 1)[-1]} seeds {seeds} (batched) on {first.device}"
+
+
+@dataclass
+class Plan:
+    jobs: list[Job]
+    cached: int  # unique runs the selection needs that the store already holds
+    skipped: dict[str, str]  # entry id -> why it needs no run here
+
+    @property
+    def pending_runs(self) -> int:
+        return sum(len(job.specs) for job in self.jobs)
+
+    def estimate(self) -> tuple[float, int]:
+        """(seconds of the jobs with an estimate, number of jobs without one)."""
+        known = [job.estimate for job in self.jobs if job.estimate is not None]
+        return sum(known), len(self.jobs) - len(known)
+
+    def lines(self, workers: int = 1) -> list[str]:
+        """The plan as a person reads it: one line per pending job, then the totals."""
+        lines = []
+        for index, job in enumerate(self.jobs, 1):
+            estimate = "unknown" if job.estimate is None else format_seconds(job.estimate)
+            readers = ", ".join(job.entries[:3]) + (f" +{len(job.entries) - 3} more" if len(job.entries) > 3 else "")
+            lines.append(f"[{index}/{len(self.jobs)}] {job.describe()}  est. {estimate}  ({readers})")
+        known, unknown = self.estimate()
+        total = format_seconds(known) + (f" + {unknown} run(s) of unknown length" if unknown else "")
+        wall = "" if workers <= 1 or not self.jobs else f", about {format_seconds(known / min(workers, len(self.jobs)))} " \
+                                                          f"of wall time on {workers} workers"
+        lines.append(f"pending: {self.pending_runs} run(s) in {len(self.jobs)} job(s), estimated {total}{wall}; "
+                     f"already stored: {self.cached}; entries needing no run here: {len(self.skipped)}")
+        return lines
+
+
+def format_seconds(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, rest = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{rest:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+class WallTimes:
+    """Estimated seconds of a run from stored runs: same protocol, parameters and device, else the
+    same protocol on the device, else unknown. Seed-batched runs store their share of the batch."""
+
+    def __init__(self, rows: Iterable[tuple[str, str, str, float]]):
+        exact: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+        coarse: dict[tuple[str, str], list[float]] = defaultdict(list)
+        for protocol, params, device, wall in rows:
+            exact[protocol, canonical_json(json.loads(params)), device].append(wall)
+            coarse[protocol, device].append(wall)
+        self._exact = {key: sum(values) / len(values) for key, values in exact.items()}
+        self._coarse = {key: sum(values) / len(values) for key, values in coarse.items()}
+
+    def estimate(self, spec: RunSpec) -> float | None:
+        exact = self._exact.get(spec.group)
+        return exact if exact is not None else self._coarse.get((spec.protocol, spec.device))
+
+
+def build_plan(needs: Iterable[tuple[str, list[RunSpec] | str]], store: ResultsStore, *,
+               skip_stored: bool = True, done: Iterable[str] = (), longest_first: bool = False) -> Plan:
+    """Plan the runs that `needs` lists: (entry id, its run specs) or (entry id, reason it needs none).
+
+    skip_stored: leave out runs the store holds (False for --no-cache: every run once, deduplicated).
+    done: keys already executed in this session (never planned again).
+    longest_first: order jobs by estimated time, longest (and unknown) first, which shortens the
+    wall time of a parallel executor; otherwise jobs follow the entries' order.
+    """
+    readers: dict[str, list[str]] = {}
+    specs: dict[str, RunSpec] = {}
+    skipped: dict[str, str] = {}
+    for entry_id, runs in needs:
+        if isinstance(runs, str):
+            skipped[entry_id] = runs
+            continue
+        for spec in runs:
+            specs.setdefault(spec.key, spec)
+            readers.setdefault(spec.key, [])
+            if entry_id not in readers[spec.key]:
+                readers[spec.key].append(entry_id)
+    done = set(done)
+    stored = store.stored_keys(specs) if skip_stored else set()
+    pending = [spec for key, spec in specs.items() if key not in stored and key not in done]
+    walls = WallTimes(store.wall_times())
+
+    jobs: list[Job] = []
+    batches: dict[tuple[str, str, str], Job] = {}
+    for spec in pending:
+        if spec.seed_batched and spec.group in batches:
+            job = batches[spec.group]
+            job.specs.append(spec)
+        else:
+            job = Job([spec])
+            jobs.append(job)
+            if spec.seed_batched:
+                batches[spec.group] = job
+        job.entries.extend(entry for entry in readers[spec.key] if entry not in job.entries)
+    for job in jobs:
+        estimates = [walls.estimate(spec) for spec in job.specs]
+        job.estimate = None if None in estimates else sum(estimates)
+    if longest_first:
+        jobs.sort(key=lambda job: -(float("inf") if job.estimate is None else job.estimate))
+    cached = len(set(specs) & (stored | done))
+    return Plan(jobs, cached, skipped)
