@@ -37,6 +37,11 @@ def measure(*, seed, device, data_dir, sleep=0.0, die_on=None):
     time.sleep(sleep)
     return {"x": seed * 0.1, "pid": 0}
 
+def numpy_only(*, seed, device, data_dir):
+    return {"x": seed * 0.1, "device_seen": device}
+
+numpy_only.device_independent = True
+
 def needs_file(*, seed, device, data_dir):
     raise Missing(f"dataset file {data_dir}/toy.bin is missing")
 
@@ -211,6 +216,19 @@ def test_plan_groups_seed_batched_protocols(tmp_path, toy, monkeypatch):
     assert sequential.plan(entries).pending_runs == 4
     assert {spec.key for job in sequential.plan(entries).jobs for spec in job.specs}.isdisjoint(
         {run.run_key for run in runs})
+
+
+def test_device_independent_runs_are_shared_by_every_device(tmp_path, toy):
+    entries = toy(toy_entry("numpy", protocol="toy_engine:numpy_only", seeds="[1, 2]"))
+    cpu = make_runner(tmp_path / "r.sqlite")
+    cpu.execute(cpu.plan(entries))
+    (run, _) = cpu.store.runs()
+    assert run.device == "any" and run.outputs["device_seen"] == "cpu"
+    gpu = make_runner(tmp_path / "r.sqlite")
+    gpu.device, gpu.device_name = "cuda", "a GPU"  # planning only: no CUDA is touched
+    assert gpu.plan(entries).pending_runs == 0
+    record = cpu.evaluate(entries[0])
+    assert record["device_independent"] and record["device"] == "cpu"
 
 
 PYTEST_PROJECT_LEDGER = toy_entry("slow", params="{ sleep = 1.5 }", seeds="[1, 2, 3, 4, 5, 6]")

@@ -20,7 +20,7 @@ from typing import Any, Callable, Protocol
 
 import torch
 
-from verify.planner import Job, RunSpec, format_seconds
+from verify.planner import ANY_DEVICE, Job, RunSpec, format_seconds
 from verify.store import Run, canonical_json, now_iso
 
 
@@ -52,6 +52,12 @@ def resolve_protocol(name: str) -> Callable[..., dict[str, Any]]:
 def can_batch_seeds(protocol: str) -> bool:
     """Whether the protocol offers a seed-batched form (a `seed_batched` attribute, same outputs per seed)."""
     return callable(getattr(resolve_protocol(protocol), "seed_batched", None))
+
+
+def is_device_independent(protocol: str) -> bool:
+    """Whether the protocol declares that its outputs do not depend on the device (e.g. pure numpy):
+    such runs are keyed with device "any", run once on CPU and shared by every device's verdicts."""
+    return getattr(resolve_protocol(protocol), "device_independent", False) is True
 
 
 def device_name(device: str) -> str:
@@ -86,17 +92,18 @@ def execute_job(specs: list[RunSpec], data_dir: Path | str) -> list[Run]:
     protocol = resolve_protocol(first.protocol)
     if torch.get_num_threads() != first.threads:
         torch.set_num_threads(first.threads)
-    name = device_name(first.device)
+    device = "cpu" if first.device == ANY_DEVICE else first.device
+    name = device_name(device)
     seeding.seed_everything(first.seed)
     started = time.perf_counter()
     if first.seed_batched:
-        results = protocol.seed_batched(seeds=[spec.seed for spec in specs], device=first.device,
+        results = protocol.seed_batched(seeds=[spec.seed for spec in specs], device=device,
                                         data_dir=Path(data_dir), **first.params)
         if not isinstance(results, list) or len(results) != len(specs):
             raise ProtocolOutputError(f"protocol {first.protocol}: seed_batched returned "
                                       f"{type(results).__name__}, not a list of {len(specs)} outputs")
     else:
-        results = [protocol(seed=first.seed, device=first.device, data_dir=Path(data_dir), **first.params)]
+        results = [protocol(seed=first.seed, device=device, data_dir=Path(data_dir), **first.params)]
     share = (time.perf_counter() - started) / len(specs)
     return [Run(spec.key, spec.protocol, spec.params, spec.seed, spec.device, name, spec.torch_version,
                 spec.code_version, _check_outputs(spec.protocol, outputs), share, now_iso(), spec.threads,

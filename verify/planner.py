@@ -21,6 +21,8 @@ from typing import Any, Iterable
 
 from verify.store import ResultsStore, canonical_json
 
+ANY_DEVICE = "any"  # the device of a device-independent run: executed once, on CPU, for every device
+
 
 @dataclass(frozen=True, eq=False)
 class RunSpec:

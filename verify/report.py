@@ -323,6 +323,9 @@ def _entry_views(records: list[dict[str, Any]], runs: dict[str, dict[str, Any]])
             if record["device"] not in chosen or _preference(record) > _preference(chosen[record["device"]]):
                 chosen[record["device"]] = record
         ordered = sorted(chosen, key=device_sort_key)
+        if len(ordered) > 1 and all(chosen[device].get("device_independent") for device in ordered) \
+                and len({tuple(chosen[device]["run_keys"]) for device in ordered}) == 1:
+            ordered = ordered[:1]  # the same device-independent runs behind every device: shown once
         cells = {
             device: Cell(chosen[device], [runs[key] for key in chosen[device]["run_keys"] if key in runs])
             for device in ordered

@@ -21,9 +21,10 @@ from typing import Any, Callable, Iterable
 import torch
 
 from verify import metrics
-from verify.executors import (Executor, Progress, SequentialExecutor, can_batch_seeds, device_name)
+from verify.executors import (Executor, Progress, SequentialExecutor, can_batch_seeds, device_name,
+                              is_device_independent)
 from verify.ledger import Entry
-from verify.planner import Job, Plan, RunSpec, build_plan
+from verify.planner import ANY_DEVICE, Job, Plan, RunSpec, build_plan
 from verify.store import ResultsStore, Run, now_iso
 from verify.verdicts import Verdict, decide, summarize
 
@@ -111,7 +112,8 @@ class Runner:
 
     def spec(self, entry: Entry, seed: int) -> RunSpec:
         batched = self.seed_batching and can_batch_seeds(entry.protocol)
-        return RunSpec(entry.protocol, entry.params_for(self.profile), seed, self.device, self.torch_version,
+        device = ANY_DEVICE if is_device_independent(entry.protocol) else self.device
+        return RunSpec(entry.protocol, entry.params_for(self.profile), seed, device, self.torch_version,
                        code_version(entry.protocol), self.threads, batched)
 
     def plan(self, entries: Iterable[Entry], *, longest_first: bool = False) -> Plan:
@@ -198,6 +200,7 @@ class Runner:
             "code_version": code_version(entry.protocol),
             "environment": dict(run_environment()),
             "run_keys": [run.run_key for run in runs],
+            "device_independent": is_device_independent(entry.protocol),
             "created": now_iso(),
         }
 
