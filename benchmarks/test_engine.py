@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from implementations.common.datasets import DatasetMissing, load_mnist, resolve_data_dir
+from implementations.common.datasets import DatasetMissing, load_mnist
 from verify.executors import PoolExecutor, SequentialExecutor
 from verify.ledger import load_all, load_ledger
 from verify.runner import Runner
@@ -24,8 +24,8 @@ SEEDS = (0, 1, 2, 3)
 
 
 @pytest.fixture(scope="module")
-def data_dir():
-    directory = resolve_data_dir()
+def data_dir(benchmark_data_dir):
+    directory = benchmark_data_dir
     try:
         load_mnist(directory, "train")
     except DatasetMissing as missing:
