@@ -17,10 +17,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call, grad, vmap
 
+from implementations.baselines.fisher import mean_squared_sample_gradients
 from implementations.baselines.l2 import selected_parameters
-from implementations.common.models import TaskConditioned
 from implementations.common.streams import Task
 from implementations.common.training import Strategy
 
@@ -39,7 +38,7 @@ def empirical_fisher(model: nn.Module, task: Task, parameter_names: Sequence[str
     """Mean squared per-sample gradient of -log p(y | x) over `samples` training samples of `task`.
 
     samples=None uses every training sample; otherwise a random subset drawn with `generator`.
-    Per-sample gradients come from torch.func (vmap of grad), batched, in eval mode.
+    Computed in eval mode, `batch_size` samples at a time (see fisher.py for how).
     """
     n_samples = len(task.x_train)
     if samples is None or samples >= n_samples:
@@ -47,29 +46,13 @@ def empirical_fisher(model: nn.Module, task: Task, parameter_names: Sequence[str
     else:
         order = torch.randperm(n_samples, generator=generator, device="cpu" if generator is None else generator.device)
         chosen = order[:samples].to(task.x_train.device)
-    differentiated = {name: p.detach() for name, p in selected_parameters(model, parameter_names).items()}
-    constants = {name: p.detach() for name, p in model.named_parameters() if name not in differentiated}
-    constants.update(dict(model.named_buffers()))
-    conditioned = isinstance(model, TaskConditioned)
+    batches = ((task.x_train[batch], task.y_train[batch]) for batch in chosen.split(batch_size))
+    names = list(selected_parameters(model, parameter_names))
+    return mean_squared_sample_gradients(model, batches, names, _cross_entropy_per_sample, task.task_id)
 
-    def sample_loss(parameters: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        inputs = (x.unsqueeze(0), task.task_id) if conditioned else (x.unsqueeze(0),)
-        logits = functional_call(model, {**constants, **parameters}, inputs)
-        return F.cross_entropy(logits, y.unsqueeze(0))
 
-    per_sample_gradients = vmap(grad(sample_loss), in_dims=(None, 0, 0))
-    fisher = {name: torch.zeros_like(p) for name, p in differentiated.items()}
-    was_training = model.training
-    model.eval()
-    try:
-        for start in range(0, len(chosen), batch_size):
-            batch = chosen[start:start + batch_size]
-            gradients = per_sample_gradients(differentiated, task.x_train[batch], task.y_train[batch])
-            for name, gradient in gradients.items():
-                fisher[name] += (gradient ** 2).sum(dim=0)
-    finally:
-        model.train(was_training)
-    return {name: value / len(chosen) for name, value in fisher.items()}
+def _cross_entropy_per_sample(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits, y, reduction="none")
 
 
 class EWC(Strategy):

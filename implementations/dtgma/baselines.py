@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call, grad, vmap
 
+from implementations.baselines.fisher import mean_squared_sample_gradients
 from implementations.common.models import TaskConditioned
 from implementations.common.streams import Task
 from implementations.common.training import Strategy
@@ -41,25 +41,16 @@ def empirical_fisher(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task_id
                      chunk: int = 250) -> dict[str, torch.Tensor]:
     """Mean over samples of the squared per-sample gradient of the true label's log-likelihood.
 
-    Computed in eval mode (BatchNorm uses its running statistics, so samples stay independent).
+    Computed in eval mode (BatchNorm uses its running statistics, so samples stay independent),
+    `chunk` samples at a time.
     """
-    params = {name: p.detach() for name, p in model.named_parameters()}
-    extra = (task_id,) if isinstance(model, TaskConditioned) else ()
+    batches = ((x[start:start + chunk], y[start:start + chunk]) for start in range(0, len(x), chunk))
+    names = [name for name, _ in model.named_parameters()]
+    return mean_squared_sample_gradients(model, batches, names, _log_likelihood_per_sample, task_id)
 
-    def log_likelihood(parameters, sample_x, sample_y):
-        logits = functional_call(model, parameters, (sample_x.unsqueeze(0), *extra))
-        return F.log_softmax(logits, dim=1)[0].gather(0, sample_y.unsqueeze(0)).squeeze(0)
 
-    per_sample = vmap(grad(log_likelihood), in_dims=(None, 0, 0))
-    fisher = {name: torch.zeros_like(p) for name, p in params.items()}
-    was_training = model.training
-    model.eval()
-    for start in range(0, len(x), chunk):
-        grads = per_sample(params, x[start:start + chunk], y[start:start + chunk])
-        for name in fisher:
-            fisher[name] += grads[name].pow(2).sum(0)
-    model.train(was_training)
-    return {name: value / len(x) for name, value in fisher.items()}
+def _log_likelihood_per_sample(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.log_softmax(logits, dim=1).gather(1, y.unsqueeze(1)).squeeze(1)
 
 
 class FaithfulEWC(Strategy):
