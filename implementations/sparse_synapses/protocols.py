@@ -456,3 +456,7 @@ def icifar_task_incremental(*, seed: int, device: str, data_dir: pathlib.Path, d
                              lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
                              trained=_trained_parameters(heads)))
     return outputs
+
+
+from implementations.sparse_synapses.batched import permuted_mnist_mlp_seeds  # noqa: E402  batched imports protocols lazily
+permuted_mnist_mlp.seed_batched = permuted_mnist_mlp_seeds

@@ -1,0 +1,341 @@
+"""`permuted_mnist_mlp` for several seeds in one pass, every seed's state stacked along a leading dimension.
+
+Why: on a GPU one SGD step of these small MLPs is bound by kernel launches (about 1.5 ms per step of a
+784-4000-10 MLP on an H200, microseconds of arithmetic), so stepping S seeds with the launches of one
+is what makes 5+ seeds affordable. On a few CPU cores it does not pay: the arithmetic dominates there.
+
+Each seed stays its own run, with what `permuted_mnist_mlp(seed=s, ...)` gives it:
+
+* its permutations and data subset: the protocol's own `_permuted_tasks(seed)`;
+* its initial weights and weight masks: each seed's model is built by the protocol's `_permuted_model`
+  (which calls `torch.manual_seed(seed)`), and its tensors are stacked into one seed-batched network;
+* its batch order: `torch_generator(seed)`, one `randperm` per epoch, as `train_task` draws it;
+* its dropout: the sequential `nn.Dropout` draws from the global torch generator right after the model
+  was built, and nothing else draws from it. That generator state is captured per seed, and before
+  each epoch `F.dropout` itself is called on ones, once per step and layer in the sequential order,
+  under that seed's state: the noise is what the sequential run multiplies by, on CPU (bernoulli) and
+  on CUDA (the fused philox kernel) alike, and it is replayed batch by batch;
+* its k-WTA duty cycles and boosting, its weight masks (re-zeroed after each step, or in the training
+  forward for the "2019" behaviour: `SparseWeights`' own code on the stacked weight and mask) and its
+  SGD state (torch's SGD over the stacked tensors: the update is elementwise, built once for all tasks).
+
+Equality with the sequential run: the products are batched gemms whose backward mirrors `nn.Linear`'s
+(`_SeedBatchedLinearFunction`). With one CPU thread every output is bitwise the sequential one. With more
+threads MKL may split a single product's reduction across threads while the batched product runs one
+seed per thread, so sums round differently (weights a few 1e-9 apart after a smoke-size run on two
+threads, outputs still equal) and over a long run a k-WTA winner can flip: compare batched and
+sequential runs at one CPU thread. On CUDA, cuBLAS chooses kernels per shape and batch
+count, so bitwise equality is not guaranteed there either.
+
+Memory: besides each seed's tasks (as the sequential run holds them), one epoch's dropout noise,
+seeds x training images x hidden units x 4 bytes per hidden layer (4.8 GB for 5 seeds of full MNIST at
+4000 units), the current task's stacked training images and every task's stacked test images.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import pathlib
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from implementations.common.models import count_parameters
+from implementations.common.seeding import torch_generator
+from implementations.sparse_synapses.kwinners import KWinners, winners_mask
+from implementations.sparse_synapses.models import SparseMLP
+from implementations.sparse_synapses.sparse_weights import SparseWeights, nonzero_parameter_count, rezero_weights
+from implementations.sparse_synapses.strategy import make_sgd
+
+# `evaluation.accuracy`'s chunk: the same rows go through each product as in the sequential evaluation.
+_EVALUATION_BATCH = 1024
+
+
+class _SeedBatchedLinearFunction(torch.autograd.Function):
+    """y[s] = x[s] W[s]^T + b[s]. The backward forms each gradient with the product `addmm`'s backward
+    uses for nn.Linear (grad_W = grad^T x rather than (x^T grad)^T), so that each seed's gradients sum in
+    the same order as in its sequential run."""
+
+    @staticmethod
+    def forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        x, weight, _ = inputs
+        ctx.save_for_backward(x, weight)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        grad_x = torch.bmm(grad, weight) if ctx.needs_input_grad[0] else None
+        return grad_x, torch.bmm(grad.transpose(1, 2), x), grad.sum(dim=1)
+
+
+class _SeedBatchedLinear(nn.Module):
+    """The same nn.Linear of every seed: weight (S, out, in), bias (S, out), inputs (S, B, in)."""
+
+    def __init__(self, linears: Sequence[nn.Linear]):
+        super().__init__()
+        self.weight = nn.Parameter(torch.stack([linear.weight.detach() for linear in linears]))
+        self.bias = nn.Parameter(torch.stack([linear.bias.detach() for linear in linears]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _SeedBatchedLinearFunction.apply(x, self.weight, self.bias)
+
+    def copy_seed_into(self, seed_index: int, linear: nn.Linear) -> None:
+        with torch.no_grad():
+            linear.weight.copy_(self.weight[seed_index])
+            linear.bias.copy_(self.bias[seed_index])
+
+
+class _SeedBatchedKWinners(KWinners):
+    """KWinners over (S, B, n) inputs, one duty cycle per seed; `boosted` and `update_duty_cycle` are
+    KWinners' own, broadcasting over the seed dimension."""
+
+    def __init__(self, same_layer: Sequence[KWinners]):
+        first = same_layer[0]
+        if any(not torch.equal(layer.boost_strength, first.boost_strength) for layer in same_layer):
+            raise ValueError("the seeds' k-WTA layers must share one boost strength")
+        super().__init__(first.n, first.percent_on, first.k_inference_factor, float(first.boost_strength),
+                         first.boost_strength_factor, first.duty_cycle_period, first.break_ties, first.relu)
+        # boost_strength stays a CPU scalar: `boosted` reads it with .item() every step, which on a CUDA
+        # tensor would wait for the device.
+        self.duty_cycle = torch.stack([layer.duty_cycle for layer in same_layer]).unsqueeze(1)
+        self.learning_iterations = first.learning_iterations
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = self.k if self.training else self.k_inference
+        mask = winners_mask(self.boosted(x).flatten(0, 1), k, self.break_ties, self.relu).view_as(x)
+        y = x * mask
+        if self.training:
+            self.update_duty_cycle((y > 0).sum(dim=1), x.shape[1])
+        return y
+
+    def copy_seed_into(self, seed_index: int, layer: KWinners) -> None:
+        layer.duty_cycle.copy_(self.duty_cycle[seed_index, 0])
+        layer.learning_iterations = self.learning_iterations
+
+
+class _ReplayedDropout(nn.Module):
+    """In training, multiplies by `noise`: the slice, set before each step, of what every seed's own
+    nn.Dropout would have drawn for this batch (`_DropoutStream`)."""
+
+    def __init__(self, p: float, width: int):
+        super().__init__()
+        self.p = p
+        self.width = width
+        self.noise: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.noise if self.training else x
+
+
+class _DropoutStream:
+    """One seed's dropout generator: the global torch generator's state right after the seed's model was
+    built (where the sequential run's nn.Dropout starts drawing), swapped in only while drawing."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.state = self._global_state()
+
+    def _global_state(self) -> torch.Tensor:
+        return torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else torch.get_rng_state()
+
+    def draw_epoch(self, batch_sizes: Sequence[int], dropouts: Sequence[_ReplayedDropout],
+                   into: Sequence[torch.Tensor]) -> None:
+        """Fill into[l] (samples of the epoch, width of dropout l) with the epoch's draws in the sequential
+        order: step by step, and within a step layer by layer."""
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            if self.device.type == "cuda":
+                torch.cuda.set_rng_state(self.state, self.device)
+            else:
+                torch.set_rng_state(self.state)
+            start = 0
+            for batch_size in batch_sizes:
+                for noise, dropout in zip(into, dropouts):
+                    ones = torch.ones(batch_size, dropout.width, device=self.device)
+                    noise[start:start + batch_size] = F.dropout(ones, dropout.p, training=True)
+                start += batch_size
+            self.state = self._global_state()
+
+
+def _seed_batched_layer(same_layer: Sequence[nn.Module], width: int) -> nn.Module:
+    """One layer of the seed-batched network from that layer of every seed's model."""
+    first = same_layer[0]
+    if isinstance(first, nn.Flatten):
+        return nn.Identity()  # the tasks' rows are flat already; Flatten would merge seeds and batch
+    if isinstance(first, nn.Linear):
+        return _SeedBatchedLinear(same_layer)
+    if isinstance(first, SparseWeights):
+        # SparseWeights' own forward (the "2019" re-zeroing) and rezero_weights (the strategy's
+        # after_step) then apply unchanged to the stacked weight and mask.
+        masked = copy.deepcopy(first)
+        masked.module = _SeedBatchedLinear([layer.module for layer in same_layer])
+        masked.zero_mask = torch.stack([layer.zero_mask for layer in same_layer])
+        return masked
+    if isinstance(first, KWinners):
+        return _SeedBatchedKWinners(same_layer)
+    if isinstance(first, nn.ReLU):
+        return nn.ReLU()
+    if isinstance(first, nn.Dropout):
+        return _ReplayedDropout(first.p, width)
+    raise NotImplementedError(f"no seed-batched version of {type(first).__name__}")
+
+
+def _seed_batched_mlp(models: Sequence[SparseMLP]) -> nn.Sequential:
+    """The models' trunk layers and classifier, each seed's tensors stacked along dimension 0."""
+    if any(type(model) is not SparseMLP for model in models):
+        raise NotImplementedError("seed batching is implemented for SparseMLP only")
+    layers: list[nn.Module] = []
+    width = 0  # units coming out of the last linear layer: the shape of a dropout's noise
+    for same_layer in zip(*(_layers_of(model) for model in models)):
+        layer = _seed_batched_layer(same_layer, width)
+        width = next((linear.weight.shape[1] for linear in layer.modules() if isinstance(linear, _SeedBatchedLinear)),
+                     width)
+        layers.append(layer)
+    return nn.Sequential(*layers)
+
+
+def _layers_of(model: SparseMLP) -> list[nn.Module]:
+    return [*model.trunk, model.classifier]
+
+
+def _copy_seed_into(net: nn.Sequential, seed_index: int, model: SparseMLP) -> None:
+    """Write seed `seed_index`'s trained state back into its own model."""
+    for batched, layer in zip(net, _layers_of(model)):
+        if isinstance(batched, SparseWeights):
+            batched.module.copy_seed_into(seed_index, layer.module)
+        elif isinstance(batched, (_SeedBatchedLinear, _SeedBatchedKWinners)):
+            batched.copy_seed_into(seed_index, layer)
+
+
+@torch.no_grad()
+def _accuracy_rows(net: nn.Sequential, test_sets: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> list[list[float]]:
+    """Per seed, test accuracy on every task (evaluation.accuracy_row, one host read for all of it)."""
+    net.eval()
+    seeds = test_sets[0][0].shape[0]
+    correct = torch.zeros(seeds, len(test_sets), dtype=torch.int64, device=test_sets[0][1].device)
+    for task_index, (x, y) in enumerate(test_sets):
+        for start in range(0, x.shape[1], _EVALUATION_BATCH):
+            outputs = net(x[:, start:start + _EVALUATION_BATCH])
+            correct[:, task_index] += (outputs.argmax(dim=2) == y[:, start:start + _EVALUATION_BATCH]).sum(dim=1)
+    net.train()
+    sizes = [y.shape[1] for _, y in test_sets]
+    return [[count / size for count, size in zip(row, sizes)] for row in correct.tolist()]
+
+
+def _train_and_test(net: nn.Sequential, optimizer: torch.optim.Optimizer, seed_tasks, seeds: Sequence[int],
+                    dropout_streams: Sequence[_DropoutStream], *, epochs: int, batch_size: int,
+                    device: torch.device) -> list[list[list[float]]]:
+    """run_stream for every seed at once; returns each seed's accuracy matrix."""
+    generators = [torch_generator(seed) for seed in seeds]
+    dropouts = [layer for layer in net if isinstance(layer, _ReplayedDropout)]
+    test_sets = [(torch.stack([task.x_test for task in same_task]), torch.stack([task.y_test for task in same_task]))
+                 for same_task in zip(*seed_tasks)]
+    seed_rows = torch.arange(len(seeds), device=device).unsqueeze(1)
+    matrices: list[list[list[float]]] = [[] for _ in seeds]
+    net.train()
+    for task_index in range(len(seed_tasks[0])):
+        x_train = torch.stack([tasks[task_index].x_train for tasks in seed_tasks])
+        y_train = torch.stack([tasks[task_index].y_train for tasks in seed_tasks])
+        n_samples = x_train.shape[1]
+        batch_sizes = [min(batch_size, n_samples - start) for start in range(0, n_samples, batch_size)]
+        for _ in range(epochs):
+            orders = torch.stack([torch.randperm(n_samples, generator=generator, device=generator.device)
+                                  for generator in generators]).to(device)
+            noise = [torch.empty(len(seeds), n_samples, dropout.width, device=device) for dropout in dropouts]
+            for seed_index, stream in enumerate(dropout_streams):
+                stream.draw_epoch(batch_sizes, dropouts, [layer_noise[seed_index] for layer_noise in noise])
+            for start in range(0, n_samples, batch_size):
+                batch = orders[:, start:start + batch_size]
+                for dropout, layer_noise in zip(dropouts, noise):
+                    dropout.noise = layer_noise[:, start:start + batch_size]
+                logits = net(x_train[seed_rows, batch])
+                # Summed over seeds, each seed's mean loss: its parameters get exactly its own gradient.
+                loss = F.cross_entropy(logits.flatten(0, 1), y_train[seed_rows, batch].flatten(),
+                                       reduction="none").view(len(seeds), -1).mean(dim=1).sum()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                rezero_weights(net)  # SparseSynapses.after_step
+        for matrix, row in zip(matrices, _accuracy_rows(net, test_sets)):
+            matrix.append(row)
+    return matrices
+
+
+def permuted_mnist_mlp_seeds(*, seeds: Sequence[int], device: str, data_dir: pathlib.Path, **params) -> list[dict]:
+    """Same outputs as [permuted_mnist_mlp(seed=s, device=device, data_dir=data_dir, **params) for s in seeds],
+    every arm trained for all seeds in one pass (module docstring). Every arm is batched.
+
+    `<arm>_seconds` is the arm's batched wall time (training and the accuracy matrix, as in the
+    sequential run) divided by the number of seeds.
+    """
+    # Imported here: protocols.py attaches this function to permuted_mnist_mlp when it is imported.
+    from implementations.sparse_synapses import protocols
+
+    # The sequential protocol's defaults, and its TypeError for an unknown parameter.
+    arguments = inspect.signature(protocols.permuted_mnist_mlp).bind_partial(**params)
+    arguments.apply_defaults()
+    settings = arguments.arguments
+    if not seeds:
+        return []
+    arms = settings["arms"]
+    if "dense" not in arms:
+        raise ValueError("the gains are measured against the 'dense' arm: include it in `arms`")
+    torch_device = torch.device(device)
+    seed_tasks, outputs = [], []
+    for seed in seeds:
+        tasks, _, files = protocols._permuted_tasks(data_dir, seed, device, settings["n_tasks"],
+                                                    settings["train_size"], settings["test_size"])
+        seed_tasks.append(tasks)
+        outputs.append({"dataset_files": files, "architecture": "mlp", "n_tasks": settings["n_tasks"],
+                        "train_images_per_task": len(tasks[0].y_train), "test_images_per_task": len(tasks[0].y_test)})
+    for arm in arms:
+        # What permuted_mnist_mlp hands to _permuted_mnist_arms for an MLP (no conv settings).
+        config = protocols.arm_config(
+            arm, architecture="mlp", percent_on_fc=settings["percent_on_fc"], percent_on_conv=0.1,
+            weight_density_fc=settings["weight_density_fc"], weight_density_conv=None,
+            k_inference_factor=settings["k_inference_factor"], boost_strength=settings["boost_strength"],
+            boost_strength_factor=settings["boost_strength_factor"], duty_cycle_period=settings["duty_cycle_period"],
+            mask_behaviour=settings["mask_behaviour"])
+        models, dropout_streams = [], []
+        for seed in seeds:
+            models.append(protocols._permuted_model(
+                arm, config, architecture="mlp", hidden_units=settings["hidden_units"],
+                hidden_layers=settings["hidden_layers"], conv_channels=(), fc_units=0,
+                weight_density_fc=settings["weight_density_fc"], seed=seed, device=device,
+                dropout=settings["dropout"]))
+            dropout_streams.append(_DropoutStream(torch_device))
+        started = time.perf_counter()
+        net = _seed_batched_mlp(models)
+        # One SGD over the stacked tensors, built once for all tasks: its update is elementwise.
+        optimizer = make_sgd(lr=settings["lr"], momentum=settings["momentum"], nesterov=settings["nesterov"],
+                             weight_decay=settings["weight_decay"])(net, 0)
+        matrices = _train_and_test(net, optimizer, seed_tasks, seeds, dropout_streams, epochs=settings["epochs"],
+                                   batch_size=settings["batch_size"], device=torch_device)
+        seconds = (time.perf_counter() - started) / len(seeds)
+        for seed_index, (model, tasks, matrix, seed_outputs) in enumerate(zip(models, seed_tasks, matrices, outputs)):
+            _copy_seed_into(net, seed_index, model)
+            seed_outputs[f"{arm}_seconds"] = seconds
+            seed_outputs[f"{arm}_accuracy_matrix"] = matrix
+            seed_outputs[f"{arm}_final_average_accuracy"] = float(np.mean(matrix[-1]))
+            seed_outputs[f"{arm}_final_average_accuracy_published_scale"] = float(
+                np.mean(protocols._published_scale_row(model, tasks, matrix[-1], settings["batch_size"])))
+            seed_outputs[f"{arm}_parameter_count"] = count_parameters(model)
+            seed_outputs[f"{arm}_nonzero_parameter_count"] = nonzero_parameter_count(model)
+    for seed_outputs in outputs:
+        for arm in arms:
+            if arm != "dense":
+                seed_outputs[f"{arm}_gain"] = (seed_outputs[f"{arm}_final_average_accuracy"]
+                                               - seed_outputs["dense_final_average_accuracy"])
+        if {"kwinners_weight_mask", "dense_matched_nonzero"} <= set(arms):
+            seed_outputs["kwinners_weight_mask_minus_dense_matched_nonzero"] = (
+                seed_outputs["kwinners_weight_mask_final_average_accuracy"]
+                - seed_outputs["dense_matched_nonzero_final_average_accuracy"])
+    return outputs

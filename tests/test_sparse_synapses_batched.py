@@ -1,0 +1,152 @@
+"""Seed-batched Permuted MNIST MLP (`implementations/sparse_synapses/batched.py`) against the sequential protocol.
+
+Each seed of a batched run must give what `permuted_mnist_mlp(seed=s)` gives after the runner's
+`seed_everything(s)`: the same accuracy matrices and every other output within 1e-5 (timings aside).
+On one CPU thread the two are bitwise equal. With more threads MKL may split one product's sum across
+threads while the batched product runs one seed per thread, so the last bits can differ and a k-WTA
+winner can flip: the comparisons run on one thread. Real MNIST files; a missing one skips, naming it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from implementations.common.datasets import DatasetMissing, load_mnist, resolve_data_dir
+from implementations.common.seeding import seed_everything
+from implementations.sparse_synapses.batched import permuted_mnist_mlp_seeds
+from implementations.sparse_synapses.protocols import ARMS, permuted_mnist_mlp
+
+TOLERANCE = 1e-5
+SMALL = dict(arms=list(ARMS), hidden_units=16, hidden_layers=1, percent_on_fc=0.125, n_tasks=2, epochs=2,
+             batch_size=24, train_size=60, test_size=40)
+
+
+@pytest.fixture(scope="module")
+def data_dir():
+    directory = resolve_data_dir()
+    try:
+        load_mnist(directory, "train"), load_mnist(directory, "test")
+    except DatasetMissing as missing:
+        pytest.skip(str(missing))
+    return directory
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Bitwise comparability (module docstring); tiny models gain nothing from a second thread anyway."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def sequential(seeds, data_dir, device="cpu", **params) -> list[dict]:
+    """What the run engine does without batching: seed everything, then one protocol call per seed."""
+    outputs = []
+    for seed in seeds:
+        seed_everything(seed)
+        outputs.append(permuted_mnist_mlp(seed=seed, device=device, data_dir=data_dir, **params))
+    return outputs
+
+
+def batched(seeds, data_dir, device="cpu", **params) -> list[dict]:
+    seed_everything(12_345)  # the global state at entry must not matter: every seed's draws are its own
+    return permuted_mnist_mlp_seeds(seeds=seeds, device=device, data_dir=data_dir, **params)
+
+
+def largest_difference(batched_outputs: dict, sequential_outputs: dict) -> float:
+    """Asserts the same keys in the same order, equal accuracy matrices and equal non-numbers; returns
+    the largest absolute difference of the other numbers (the `_seconds` timings are not compared)."""
+    assert list(batched_outputs) == list(sequential_outputs)
+    largest = 0.0
+    for key, expected in sequential_outputs.items():
+        if key.endswith("_seconds"):
+            continue
+        got = batched_outputs[key]
+        if key.endswith("accuracy_matrix") or not isinstance(expected, float):
+            assert got == expected, key
+        else:
+            assert math.isfinite(got), key
+            largest = max(largest, abs(got - expected))
+    return largest
+
+
+def assert_same_runs(batched_runs: list[dict], sequential_runs: list[dict]) -> None:
+    assert len(batched_runs) == len(sequential_runs)
+    for got, expected in zip(batched_runs, sequential_runs):
+        assert largest_difference(got, expected) <= TOLERANCE
+
+
+@st.composite
+def small_protocols(draw) -> dict:
+    """A few tasks of a few dozen images, narrow layers, and every switch the protocol has."""
+    hidden_units = draw(st.sampled_from([8, 16, 24]))
+    momentum = draw(st.sampled_from([0.0, 0.9]))
+    return dict(
+        arms=["dense", *draw(st.lists(st.sampled_from(ARMS[1:]), unique=True))],
+        hidden_units=hidden_units, hidden_layers=draw(st.integers(1, 2)),
+        percent_on_fc=draw(st.integers(1, 3)) / hidden_units, weight_density_fc=draw(st.sampled_from([0.1, 0.3])),
+        k_inference_factor=draw(st.sampled_from([1.0, 1.5])), boost_strength=draw(st.sampled_from([0.0, 1.0, 2.0])),
+        duty_cycle_period=draw(st.sampled_from([50, 1000])),
+        mask_behaviour=draw(st.sampled_from(["2019", "rezero_after_step"])),
+        n_tasks=draw(st.integers(1, 3)), epochs=draw(st.integers(1, 2)), batch_size=draw(st.integers(8, 40)),
+        lr=draw(st.sampled_from([0.1, 0.03])), momentum=momentum, nesterov=momentum > 0 and draw(st.booleans()),
+        weight_decay=draw(st.sampled_from([0.0, 1e-4])), dropout=draw(st.sampled_from([0.0, 0.3, 0.5])),
+        train_size=draw(st.integers(30, 90)), test_size=draw(st.integers(10, 60)))
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seeds=st.lists(st.integers(0, 10_000), min_size=1, max_size=3, unique=True), params=small_protocols())
+def test_every_seed_of_a_batch_is_its_sequential_run(data_dir, seeds, params):
+    assert_same_runs(batched(seeds, data_dir, **params), sequential(seeds, data_dir, **params))
+
+
+def test_a_batch_of_one_seed_is_the_sequential_run(data_dir):
+    got, = batched([3], data_dir, **SMALL)
+    expected, = sequential([3], data_dir, **SMALL)
+    assert largest_difference(got, expected) == 0.0
+
+
+def test_the_order_of_the_seeds_does_not_change_a_seed(data_dir):
+    forward = dict(zip([0, 5, 2], batched([0, 5, 2], data_dir, **SMALL)))
+    backward = dict(zip([2, 0, 5], batched([2, 0, 5], data_dir, **SMALL)))
+    for seed in forward:
+        assert largest_difference(forward[seed], backward[seed]) == 0.0
+
+
+def test_the_same_seed_twice_gives_the_same_run_twice(data_dir):
+    first, second = batched([4, 4], data_dir, **SMALL)
+    assert largest_difference(first, second) == 0.0
+
+
+def test_timings_are_the_batch_time_shared_by_the_seeds(data_dir):
+    runs = batched([0, 1], data_dir, **SMALL)
+    for arm in SMALL["arms"]:
+        assert runs[0][f"{arm}_seconds"] == runs[1][f"{arm}_seconds"] > 0
+
+
+def test_the_engine_finds_it_on_the_protocol():
+    assert permuted_mnist_mlp.seed_batched is permuted_mnist_mlp_seeds
+
+
+def test_parameters_are_checked_as_the_sequential_protocol_checks_them(data_dir):
+    with pytest.raises(TypeError, match="hidden_width"):
+        permuted_mnist_mlp_seeds(seeds=[0], device="cpu", data_dir=data_dir, hidden_width=8)
+    with pytest.raises(ValueError, match="dense"):
+        permuted_mnist_mlp_seeds(seeds=[0], device="cpu", data_dir=data_dir, **{**SMALL, "arms": ["sparse"]})
+    with pytest.raises(ValueError, match="unknown arm"):
+        permuted_mnist_mlp_seeds(seeds=[0], device="cpu", data_dir=data_dir, **{**SMALL, "arms": ["dense", "tiny"]})
+    assert permuted_mnist_mlp_seeds(seeds=[], device="cpu", data_dir=data_dir, **SMALL) == []
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_cuda_every_seed_of_a_batch_is_its_sequential_run(data_dir):
+    """cuBLAS picks kernels per shape and batch count, so CUDA equality is checked, not assumed."""
+    params = {**SMALL, "hidden_layers": 2, "mask_behaviour": "2019"}
+    assert_same_runs(batched([0, 1, 2], data_dir, "cuda", **params), sequential([0, 1, 2], data_dir, "cuda", **params))
