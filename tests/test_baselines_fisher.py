@@ -2,8 +2,10 @@
 
 `vmap_fisher` below is the definition, computed as both estimators computed it before the closed
 forms of implementations/baselines/fisher.py: vmap of grad over single samples, squared, summed,
-divided by the sample count. Float64 models must agree to 1e-6 relative per element; float32
-models, the precision EWC runs in, to 1e-6 of each tensor's largest entry.
+divided by the sample count. Float64 models must agree to 1e-6 relative per element (they agree
+to about 1e-14). Float32 models, the precision EWC runs in, must agree to 2e-6 of each tensor's
+largest entry: a per-sample conv gradient sums up to 784 positions, in another order than vmap's
+convolution backward, and differences up to 6e-7 of the largest entry were seen.
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ def assert_matches(fast: dict[str, torch.Tensor], reference: dict[str, torch.Ten
         if expected.dtype == torch.float64:
             tolerance = 1e-6 * expected.abs() + 1e-12 * scale
         else:
-            tolerance = torch.full_like(expected, 1e-6 * scale)
+            tolerance = torch.full_like(expected, 2e-6 * scale)
         excess = (fast[name] - expected).abs() - tolerance
         assert float(excess.max()) <= 0, f"{name}: off by {float((fast[name] - expected).abs().max())} (max {scale})"
 
@@ -177,12 +179,12 @@ def test_dtgma_fisher_matches_vmap(seed, kind, n, chunk, task_id, dtype):
                                      dtgma_sample_loss, chunk))
 
 
-@settings(max_examples=5, deadline=None)
-@given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 12))
-def test_ewc_fisher_of_the_anastrophic_cnn_weights_matches_vmap(seed, n):
+@settings(max_examples=6, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 12), dtype=dtypes)
+def test_ewc_fisher_of_the_anastrophic_cnn_weights_matches_vmap(seed, n, dtype):
     torch.manual_seed(seed)
-    model = SimpleCNN()
-    task = make_task(0, random_inputs(seed, n, (1, 28, 28), torch.float32), 10, seed)
+    model = SimpleCNN().to(dtype)
+    task = make_task(0, random_inputs(seed, n, (1, 28, 28), dtype), 10, seed)
     names = [name for name, _ in model.named_parameters() if "weight" in name]
     assert_matches(empirical_fisher(model, task, names, batch_size=5),
                    vmap_fisher(model, task.x_train, task.y_train, 0, names, ewc_sample_loss, 5))
