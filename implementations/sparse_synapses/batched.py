@@ -104,8 +104,7 @@ class _SeedBatchedKWinners(KWinners):
             raise ValueError("the seeds' k-WTA layers must share one boost strength")
         super().__init__(first.n, first.percent_on, first.k_inference_factor, float(first.boost_strength),
                          first.boost_strength_factor, first.duty_cycle_period, first.break_ties, first.relu)
-        # boost_strength stays a CPU scalar: `boosted` reads it with .item() every step, which on a CUDA
-        # tensor would wait for the device.
+        # boost_strength stays a CPU 0-dim tensor, which multiplies device tensors as a scalar.
         self.duty_cycle = torch.stack([layer.duty_cycle for layer in same_layer]).unsqueeze(1)
         self.learning_iterations = first.learning_iterations
 

@@ -72,11 +72,16 @@ class _DutyCycleBoosting(nn.Module):
         self.register_buffer("boost_strength", torch.tensor(float(boost_strength)))
         # A plain counter, not in the state dict, as in the library (§5.1 "State").
         self.learning_iterations = 0
+        # Whether to boost, decided once on the host: reading the buffer each step (.item()) would wait
+        # for a GPU every step. beta only ever shrinks by multiplication, so a beta that starts at 0 stays
+        # 0, and one that starts positive can reach 0 only by underflow, where exp(-0 * d) = 1 leaves the
+        # scores bit-identical: the outputs are those of testing beta > 0 every step.
+        self._boosting = boost_strength > 0
 
     def boosted(self, x: torch.Tensor) -> torch.Tensor:
         """Selection scores: computed from a detached x, so the choice of winners gets no gradient."""
         scores = x.detach()
-        if self.boost_strength.item() > 0:
+        if self._boosting:
             scores = scores * torch.exp(-self.boost_strength * self.duty_cycle)
         return scores
 
