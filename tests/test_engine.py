@@ -73,11 +73,13 @@ device = "any"
 
 
 @pytest.fixture
-def toy(tmp_path, monkeypatch):
+def toy(tmp_path, tmp_path_factory, monkeypatch):
     """A toy protocol module importable here and in spawned workers (through PYTHONPATH)."""
     (tmp_path / "toy_engine.py").write_text(TOY)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    # toy_engine may define protocols; the whole temporary tree, as an earlier test's import of it stays loaded.
+    monkeypatch.setenv("CLAIMS_PROTOCOL_ROOTS", str(tmp_path_factory.getbasetemp()))
     (tmp_path / "seeds").mkdir()
     (tmp_path / "seeds" / "toy.txt").write_text("The toy README says x is positive.")
     monkeypatch.setenv("CLAIMS_SEEDS_DIR", str(tmp_path / "seeds"))

@@ -20,7 +20,7 @@ claimed = 1.0
 comparison = "equal"
 tolerance = 0.00005
 tolerance_origin = "printed to 4 decimals"
-protocol = "implementations.toy.protocols:toy"
+protocol = "implementations.sgm.protocols:quickstart_retention"
 seeds = [1, 2, 3]
 tier = "ci"
 device = "any"
@@ -47,7 +47,7 @@ def test_valid_entry_loads(tmp_path):
     (('metric = "value"', 'metric = "accuracy_of_dreams"'), "metric", "unknown metric"),
     (('comparison = "equal"', 'comparison = "roughly"'), "comparison", "not one of"),
     (('expected = "reproduced"', 'expected = "maybe"'), "expected", "not one of"),
-    (('protocol = "implementations.toy.protocols:toy"', 'protocol = "toy"'), "protocol", "package.module:function"),
+    (('protocol = "implementations.sgm.protocols:quickstart_retention"', 'protocol = "toy"'), "protocol", "package.module:function"),
     (("claimed = 1.0", "claimed = [2.0, 1.0]"), "claimed", "exceeds"),
     (("claimed = 1.0", "claimed = true"), "claimed", "got bool"),
     (('tier = "ci"', 'tier = "nightly"'), "tier", "not one of"),
@@ -93,7 +93,7 @@ of = "no-such-claim"
 title = "a control"
 metric = "value"
 metric_args = { key = "x" }
-protocol = "implementations.toy.protocols:toy"
+protocol = "implementations.sgm.protocols:quickstart_retention"
 seeds = [1]
 tier = "ci"
 device = "any"

@@ -56,6 +56,7 @@ def project(pytester, tmp_path, monkeypatch):
     monkeypatch.setenv("CLAIMS_SEEDS_DIR", str(seeds))
     pytester.makepyfile(toyproto=TOY_PROTOCOL)
     monkeypatch.setenv("PYTHONPATH", str(pytester.path))
+    monkeypatch.setenv("CLAIMS_PROTOCOL_ROOTS", str(pytester.path))  # toyproto may define protocols
     (pytester.path / "claims" / "toy").mkdir(parents=True)
     return pytester
 

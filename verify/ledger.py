@@ -4,15 +4,28 @@ One TOML file per system under ``claims/<system>/``. Each ``[[claim]]`` quotes a
 verbatim and names how to measure it; each ``[[finding]]`` is a control or mechanism measurement
 shown under its claim. A malformed entry raises :class:`LedgerError` with a one-line message that
 names the file, the entry and the field.
+
+A protocol is confined to plain functions defined in the `implementations` package (see
+:func:`resolve_protocol`): a ledger is data, and must not be able to name `numpy:savez` or
+`torch.hub:load` and so run arbitrary code. Tests that write their own toy protocol modules list
+the folders holding them in ``$CLAIMS_PROTOCOL_ROOTS`` (``os.pathsep``-separated; unset by default).
 """
 
 from __future__ import annotations
 
+import collections
+import functools
+import importlib
+import importlib.util
+import inspect
+import json
+import math
 import os
 import re
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from types import FunctionType
 from typing import Any
 
 if sys.version_info >= (3, 11):
@@ -26,7 +39,14 @@ from verify.verdicts import COMPARISONS, EXPECTABLE
 TIERS = ("ci", "full")
 DEVICES = ("any", "cuda")
 INTERVAL_METHODS = ("t", "bootstrap")
-_PROTOCOL_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+# Used with fullmatch: `re.match` with `$` would accept a trailing newline.
+_PROTOCOL_PATTERN = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*", re.ASCII)
+_ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]*")
+# numpy's legacy seeding (np.random.seed, RandomState) takes 0 <= seed < 2**32.
+SEED_LIMIT = 2**32
+# The runner passes these to every protocol itself (`seeds` to a seed-batched one).
+RESERVED_PARAMS = ("seed", "seeds", "device", "data_dir")
+PROTOCOL_ROOTS_VARIABLE = "CLAIMS_PROTOCOL_ROOTS"
 
 
 class LedgerError(ValueError):
@@ -123,13 +143,85 @@ def _type_name(value: Any) -> str:
     return type(value).__name__
 
 
+def _shown(text: str) -> str:
+    """Text as it may appear in a one-line message: as is when printable, else its repr."""
+    return text if text.isprintable() else repr(text)
+
+
+def _plain_json_problem(value: Any) -> str | None:
+    """Why `value` cannot be stored as canonical JSON (dates, NaN, infinities), or None."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except ValueError as error:
+        return f"holds a number JSON cannot store ({error})"
+    except TypeError as error:
+        return f"holds a value JSON cannot store ({error})"
+    return None
+
+
+def protocol_roots() -> tuple[Path, ...]:
+    """Folders whose modules may define protocols: the `implementations` package, then $CLAIMS_PROTOCOL_ROOTS."""
+    spec = importlib.util.find_spec("implementations")
+    roots = [Path(location).resolve() for location in spec.submodule_search_locations]
+    extra = os.environ.get(PROTOCOL_ROOTS_VARIABLE, "")
+    roots.extend(Path(folder).resolve() for folder in extra.split(os.pathsep) if folder)
+    return tuple(roots)
+
+
+class ProtocolError(ValueError):
+    """A protocol name that does not resolve to a plain function defined under a protocol root."""
+
+
+def _inside(path: str | None, roots: tuple[Path, ...]) -> bool:
+    return path is not None and any(Path(path).resolve().is_relative_to(root) for root in roots)
+
+
+@functools.lru_cache(maxsize=None)
+def _resolve_confined(name: str, roots: tuple[Path, ...]) -> FunctionType:
+    module_name, function_name = name.split(":")
+    # Locate the top-level package without importing it: an arbitrary installed module named by a
+    # ledger must not even be imported (importing runs its code).
+    try:
+        top = importlib.util.find_spec(module_name.split(".")[0])
+    except ValueError:  # a module in sys.modules without a spec, such as __main__ under some runners
+        top = None
+    locations = [] if top is None else [top.origin if top.has_location else None,
+                                        *(top.submodule_search_locations or [])]
+    if not any(_inside(location, roots) for location in locations):
+        raise ProtocolError(f"module {module_name} is not under {' or '.join(map(str, roots))}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ProtocolError(f"cannot import {module_name}: {error}") from None
+    if not _inside(getattr(module, "__file__", None), roots):
+        raise ProtocolError(f"module {module_name} is not under {' or '.join(map(str, roots))}")
+    function = getattr(module, function_name, None)
+    if function is None:
+        raise ProtocolError(f"module {module_name} defines no {function_name!r}")
+    # A plain function defined in that module: not a class, builtin or callable object, nor a
+    # function imported from elsewhere (`from numpy import savez` inside implementations/).
+    if not inspect.isfunction(function) or function.__module__ != module_name:
+        raise ProtocolError(f"{name} is not a plain function defined in {module_name}")
+    return function
+
+
+def resolve_protocol(name: str) -> FunctionType:
+    """The function a ledger's `protocol` names, confined to plain functions defined in modules under
+    `protocol_roots()`. Raises ProtocolError with a one-line reason otherwise."""
+    if not _PROTOCOL_PATTERN.fullmatch(name):
+        raise ProtocolError(f"{name!r} is not 'package.module:function'")
+    return _resolve_confined(name, protocol_roots())
+
+
 class _EntryValidator:
     def __init__(self, path: Path, kind: str, index: int, raw: dict[str, Any]):
         self.path, self.kind, self.raw = path, kind, raw
-        self.label = f"{kind} '{raw['id']}'" if isinstance(raw.get("id"), str) else f"{kind} #{index + 1}"
+        identifier = raw.get("id")
+        valid = isinstance(identifier, str) and _ID_PATTERN.fullmatch(identifier)
+        self.label = f"{kind} '{identifier}'" if valid else f"{kind} #{index + 1}"
 
     def fail(self, field_name: str, problem: str) -> LedgerError:
-        return LedgerError(f"{self.path}: {self.label}: field '{field_name}': {problem}")
+        return LedgerError(f"{_shown(str(self.path))}: {self.label}: field '{_shown(field_name)}': {problem}")
 
     def validate(self) -> Entry:
         raw = self.raw
@@ -154,18 +246,18 @@ class _EntryValidator:
             id=self._identifier(),
             system=raw["system"],
             title=raw.get("title", raw["id"]),
-            quote=raw.get("quote"),
+            quote=self._quote(),
             source=self._source(),
             of=raw.get("of"),
             metric=self._metric(),
-            metric_args=dict(raw.get("metric_args", {})),
+            metric_args=self._metric_args(),
             claimed=self._claimed(),
             comparison=self._comparison(),
             tolerance=self._tolerance(),
             tolerance_origin=raw.get("tolerance_origin"),
             protocol=self._protocol(),
-            params=dict(raw.get("params", {})),
-            smoke_params=dict(raw.get("smoke_params", {})),
+            params=self._params("params"),
+            smoke_params=self._params("smoke_params"),
             seeds=self._seeds(),
             tier=self._choice("tier", TIERS),
             device=self._choice("device", DEVICES),
@@ -180,7 +272,7 @@ class _EntryValidator:
 
     def _identifier(self) -> str:
         value = self.raw["id"]
-        if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", value):
+        if not _ID_PATTERN.fullmatch(value):
             raise self.fail("id", f"{value!r} is not a lower-case slug (letters, digits, '.', '_', '-')")
         return value
 
@@ -200,13 +292,49 @@ class _EntryValidator:
         unknown = set(value) - {"repository", "file", "document"}
         if unknown:
             raise self.fail("source", f"unknown keys {sorted(unknown)}")
-        return Source(value["repository"], value["file"], value.get("document"))
+        document = value.get("document")
+        if document is not None:
+            if not isinstance(document, str):
+                raise self.fail("source", f"'document' must be a string, got {_type_name(document)} {document!r}")
+            problem = _document_name_problem(document)
+            if problem:
+                raise self.fail("source", f"'document' {document!r} {problem}")
+        return Source(value["repository"], value["file"], document)
+
+    def _quote(self) -> str | None:
+        value = self.raw.get("quote")
+        if value is not None and not normalise_text(value):
+            raise self.fail("quote", f"is blank: {value!r}")
+        return value
 
     def _metric(self) -> str:
         name = self.raw["metric"]
         if name not in metrics.REGISTRY:
             raise self.fail("metric", f"unknown metric {name!r} (known: {', '.join(sorted(metrics.REGISTRY))})")
         return name
+
+    def _metric_args(self) -> dict[str, Any]:
+        value = dict(self.raw.get("metric_args", {}))
+        metric = metrics.REGISTRY[self.raw["metric"]]
+        try:
+            inspect.signature(metric).bind(None, **value)  # None stands for the outputs
+        except TypeError as error:
+            raise self.fail("metric_args", f"do not fit metric {self.raw['metric']!r}: {error}") from None
+        problem = _plain_json_problem(value)
+        if problem:
+            raise self.fail("metric_args", problem)
+        return value
+
+    def _params(self, name: str) -> dict[str, Any]:
+        value = dict(self.raw.get(name, {}))
+        reserved = sorted(set(value) & set(RESERVED_PARAMS))
+        if reserved:
+            raise self.fail(name, f"{', '.join(reserved)} is set by the runner, not the ledger "
+                                  f"(reserved: {', '.join(RESERVED_PARAMS)})")
+        problem = _plain_json_problem(value)
+        if problem:
+            raise self.fail(name, problem)
+        return value
 
     def _claimed(self) -> float | tuple[float, float] | None:
         if "claimed" not in self.raw:
@@ -215,11 +343,20 @@ class _EntryValidator:
         if isinstance(value, list):
             if len(value) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
                 raise self.fail("claimed", f"a range is two numbers [low, high], got {value!r}")
-            low, high = float(value[0]), float(value[1])
+            low, high = self._finite("claimed", value[0]), self._finite("claimed", value[1])
             if low > high:
                 raise self.fail("claimed", f"range low {low} exceeds high {high}")
             return (low, high)
-        return float(value)
+        return self._finite("claimed", value)
+
+    def _finite(self, name: str, value: int | float) -> float:
+        try:
+            number = float(value)
+        except OverflowError:  # a TOML integer beyond float range
+            raise self.fail(name, f"{value} is out of range") from None
+        if not math.isfinite(number):
+            raise self.fail(name, f"must be a finite number, got {value!r}")
+        return number
 
     def _comparison(self) -> str | None:
         if "comparison" not in self.raw:
@@ -230,21 +367,26 @@ class _EntryValidator:
         return value
 
     def _tolerance(self) -> float:
-        value = float(self.raw.get("tolerance", 0.0))
+        value = self._finite("tolerance", self.raw.get("tolerance", 0.0))
         if value < 0:
             raise self.fail("tolerance", f"must be >= 0, got {value}")
         return value
 
     def _protocol(self) -> str:
         value = self.raw["protocol"]
-        if not _PROTOCOL_PATTERN.match(value):
-            raise self.fail("protocol", f"{value!r} is not 'package.module:function'")
+        try:
+            resolve_protocol(value)
+        except ProtocolError as error:
+            raise self.fail("protocol", str(error)) from None
         return value
 
     def _seeds(self) -> tuple[int, ...]:
         value = self.raw["seeds"]
         if not value or not all(isinstance(s, int) and not isinstance(s, bool) for s in value):
             raise self.fail("seeds", f"expected a non-empty list of integers, got {value!r}")
+        outside = [seed for seed in value if not 0 <= seed < SEED_LIMIT]
+        if outside:
+            raise self.fail("seeds", f"seed {outside[0]} is outside 0 .. 2**32 - 1 (numpy's seeding range)")
         if len(set(value)) != len(value):
             raise self.fail("seeds", f"duplicate seeds in {value!r}")
         return tuple(value)
@@ -272,8 +414,24 @@ class _EntryValidator:
         return TableCell(value["name"], value["row"], value["column"])
 
 
-def _normalise_text(text: str) -> str:
+def normalise_text(text: str) -> str:
+    """The one normalisation a quote and its document get before the quote is looked up: every run
+    of whitespace becomes one space and leading and trailing whitespace goes. "Whitespace" is what
+    `str.split()` splits on, which includes Unicode spaces such as the non-breaking space (U+00A0)
+    that Markdown sources use between a number and its unit. Nothing else changes: case,
+    punctuation, quotation marks, dashes and zero-width characters must match exactly."""
     return " ".join(text.split())
+
+
+def _document_name_problem(name: str) -> str | None:
+    """Why a `source.document` name could point outside the seeds folder, or None."""
+    if not name.strip():
+        return "is blank"
+    if PurePosixPath(name).is_absolute() or PureWindowsPath(name).is_absolute() or PureWindowsPath(name).drive:
+        return "must be relative to the seeds folder"
+    if ".." in re.split(r"[/\\]", name):
+        return "must not contain '..'"
+    return None
 
 
 def default_seeds_dir() -> Path | None:
@@ -293,34 +451,50 @@ def check_quote(entry: Entry, seeds_dir: Path) -> None:
     if entry.source.document is None:
         raise LedgerError(f"{where}: field 'source': names no 'document' to check the quote against")
     document = seeds_dir / entry.source.document
+    # The name is already relative and free of '..'; resolving also catches a symlink pointing out.
+    if not document.resolve().is_relative_to(seeds_dir.resolve()):
+        raise LedgerError(f"{where}: field 'source': document {document} lies outside {seeds_dir}")
     if not document.is_file():
         raise LedgerError(f"{where}: field 'source': document {document} not found")
-    if _normalise_text(entry.quote) not in _normalise_text(document.read_text(encoding="utf-8")):
+    try:
+        text = document.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise LedgerError(f"{where}: field 'source': document {document} is not UTF-8 text ({error.reason} "
+                          f"at byte {error.start})") from None
+    if normalise_text(entry.quote) not in normalise_text(text):
         raise LedgerError(f"{where}: field 'quote': not found in {document}: {entry.quote[:80]!r}")
 
 
 def load_ledger(path: Path, seeds_dir: Path | None = None) -> list[Entry]:
     """Load and validate one ledger file. With `seeds_dir`, also check every quote against it."""
     path = Path(path)
+    where = _shown(str(path))
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise LedgerError(f"{where}: not UTF-8 text ({error.reason} at byte {error.start})") from None
     except tomllib.TOMLDecodeError as error:
-        raise LedgerError(f"{path}: not valid TOML: {error}") from None
-    unknown = set(data) - {"claim", "finding"}
+        raise LedgerError(f"{where}: not valid TOML: {error}") from None
+    except RecursionError:  # tomllib parses nested arrays and tables recursively
+        raise LedgerError(f"{where}: not valid TOML: arrays or tables nested too deeply") from None
+    unknown = sorted(map(_shown, set(data) - {"claim", "finding"}))
     if unknown:
-        raise LedgerError(f"{path}: unknown top-level table(s) {sorted(unknown)}; use [[claim]] and [[finding]]")
+        raise LedgerError(f"{where}: unknown top-level table(s) {unknown}; use [[claim]] and [[finding]]")
     entries: list[Entry] = []
     for kind in ("claim", "finding"):
-        for index, raw in enumerate(data.get(kind, [])):
+        tables = data.get(kind, [])
+        if not isinstance(tables, list) or not all(isinstance(raw, dict) for raw in tables):
+            raise LedgerError(f"{where}: '{kind}' must be an array of tables ([[{kind}]]), got {_type_name(tables)}")
+        for index, raw in enumerate(tables):
             entries.append(_EntryValidator(path, kind, index, raw).validate())
-    ids = [e.id for e in entries]
-    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    counts = collections.Counter(entry.id for entry in entries)
+    duplicates = sorted(identifier for identifier, count in counts.items() if count > 1)
     if duplicates:
-        raise LedgerError(f"{path}: entry '{duplicates[0]}': field 'id': used more than once")
+        raise LedgerError(f"{where}: entry '{duplicates[0]}': field 'id': used more than once")
     claim_ids = {e.id for e in entries if e.kind == "claim"}
     for entry in entries:
         if entry.kind == "finding" and entry.of is not None and entry.of not in claim_ids:
-            raise LedgerError(f"{path}: finding '{entry.id}': field 'of': no claim '{entry.of}' in this file")
+            raise LedgerError(f"{where}: finding '{entry.id}': field 'of': no claim {entry.of!r} in this file")
         if seeds_dir is not None:
             check_quote(entry, seeds_dir)
     return entries
