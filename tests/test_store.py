@@ -13,8 +13,16 @@ def make_run(key="k1", device="cpu", outputs=None):
 
 
 def make_verdict(claim="c1", device="cpu", created="2026-01-01T00:00:00+00:00", verdict="reproduced"):
+    # Every field of the export format (docs/CONTRACTS.md): an import checks them all.
     return {"claim_id": claim, "system": "toy", "device": device, "torch_version": "2.13.0", "profile": "smoke",
-            "created": created, "verdict": verdict}
+            "created": created, "verdict": verdict, "kind": "claim", "of": None, "title": claim, "quote": "x is 1",
+            "source": {"repository": "someone/toy", "file": "README.md", "document": "toy.txt"},
+            "metric": "value", "metric_args": {"key": "retention"}, "claimed": 1.0, "comparison": "equal",
+            "tolerance": 0.01, "tolerance_origin": "test", "protocol": "implementations.toy.protocols:toy",
+            "params": {"a": 1}, "deviation": None, "table": None, "tier": "ci", "expected": "reproduced",
+            "direction": None, "reason": "inside the band", "seeds": [7], "values": [1.0], "mean": 1.0,
+            "interval": None, "interval_method": None, "device_name": "CPU", "code_version": "abc",
+            "environment": {"python": "3.11", "platform": "linux", "git_commit": None}, "run_keys": ["k1"]}
 
 
 def test_run_round_trip(tmp_path):

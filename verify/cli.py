@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -15,16 +16,17 @@ DEFAULT_RESULTS = "reports/results.sqlite"
 
 
 def _report(args: argparse.Namespace) -> int:
+    if not Path(args.results).exists() and not args.merge:
+        print(f"error: no results store at {args.results} and no --merge files given", file=sys.stderr)
+        return 2
+    # Every export is checked whole before the report is built: a bad one is one line naming it.
+    documents = [read_export(path) for path in args.merge]
     record_sets, runs = [], []
     if Path(args.results).exists():
         store = ResultsStore(args.results)
         record_sets.append(store.verdicts())
         runs.extend(store.runs())
-    elif not args.merge:
-        print(f"error: no results store at {args.results} and no --merge files given", file=sys.stderr)
-        return 2
-    for path in args.merge:
-        document = read_export(path)
+    for document in documents:
         record_sets.append(document["verdicts"])
         runs.extend(document["runs"])
     path = report.write_report(merge_verdicts(record_sets), runs, args.out)
@@ -66,16 +68,23 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    if not Path(args.results).is_file():  # opening would create an empty store
+        print(f"error: no results store at {args.results}", file=sys.stderr)
+        return 2
     document = ResultsStore(args.results).export_json(args.out)
     print(f"wrote {args.out}: {len(document['runs'])} runs, {len(document['verdicts'])} verdicts")
     return 0
 
 
 def _import(args: argparse.Namespace) -> int:
-    store = ResultsStore(args.results)
-    for path in args.files:
-        runs, verdicts = store.import_json(path)
-        print(f"imported {path}: {runs} runs, {verdicts} verdicts")
+    # All files are checked before the store is opened, then imported in one transaction: a bad
+    # file anywhere leaves the store (even its absence) as it was.
+    documents = [read_export(path) for path in args.files]
+    runs, verdicts = ResultsStore(args.results).import_documents(documents)
+    for path, document in zip(args.files, documents):
+        print(f"imported {path}: {len(document['runs'])} runs, {len(document['verdicts'])} verdicts")
+    if len(documents) > 1:
+        print(f"imported {runs} runs, {verdicts} verdicts in all")
     return 0
 
 
@@ -134,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
+    except sqlite3.Error as error:  # not a database, locked, read-only
+        print(f"error: results store {getattr(args, 'results', '')}: {error}", file=sys.stderr)
+        return 2
     except (OSError, ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

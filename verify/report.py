@@ -20,7 +20,7 @@ from typing import Any, Iterable
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from verify import plots
-from verify.store import Run, merge_verdicts
+from verify.store import Run, merge_verdicts, write_text_atomic
 from verify.verdicts import Verdict
 
 _ENVIRONMENT = Environment(
@@ -484,8 +484,5 @@ def write_report(records: Iterable[dict[str, Any]], runs: Iterable[Run | dict[st
     `runs` are `ResultsStore.runs()` or an export's "runs"; verdicts whose runs are absent still
     show, without per-run evidence (matrices, dataset checksums, run times).
     """
-    html = render_report(records, runs)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(html, encoding="utf-8")
-    return path
+    # Written beside and renamed over the previous report: a kill mid-write leaves that one intact.
+    return write_text_atomic(path, render_report(records, runs))
