@@ -132,7 +132,11 @@ def test_estimates_come_from_stored_wall_times(tmp_path, toy):
     runner.execute(replace(first, jobs=first.jobs[:1]))
     second = runner.plan(entries)
     (job,) = second.jobs
-    assert job.estimate == pytest.approx(0.2, abs=0.15)
+    assert job.estimate == pytest.approx(0.2, abs=0.15) and job.estimate_from_same_params
+    other = toy(toy_entry("c", params="{ sleep = 0.3 }", seeds="[1]"))
+    (guess,) = runner.plan(other).jobs
+    assert guess.estimate == pytest.approx(0.2, abs=0.15) and not guess.estimate_from_same_params
+    assert "(from other parameters)" in runner.plan(other).lines()[0]
     assert "pending: 1 run(s)" in second.lines()[-1]
 
 

@@ -72,6 +72,7 @@ class Job:
     specs: list[RunSpec]
     entries: list[str] = field(default_factory=list)
     estimate: float | None = None  # seconds, from stored wall times of the same protocol
+    estimate_from_same_params: bool = False  # else from runs of the protocol with other parameters
 
     @property
     def seed_batched(self) -> bool:
@@ -104,7 +105,12 @@ class Plan:
         """The plan as a person reads it: one line per pending job, then the totals."""
         lines = []
         for index, job in enumerate(self.jobs, 1):
-            estimate = "unknown" if job.estimate is None else format_seconds(job.estimate)
+            if job.estimate is None:
+                estimate = "unknown"
+            elif job.estimate_from_same_params:
+                estimate = format_seconds(job.estimate)
+            else:
+                estimate = f"~{format_seconds(job.estimate)} (from other parameters)"
             readers = ", ".join(job.entries[:3]) + (f" +{len(job.entries) - 3} more" if len(job.entries) > 3 else "")
             lines.append(f"[{index}/{len(self.jobs)}] {job.describe()}  est. {estimate}  ({readers})")
         known, unknown = self.estimate()
@@ -139,9 +145,12 @@ class WallTimes:
         self._exact = {key: sum(values) / len(values) for key, values in exact.items()}
         self._coarse = {key: sum(values) / len(values) for key, values in coarse.items()}
 
-    def estimate(self, spec: RunSpec) -> float | None:
+    def estimate(self, spec: RunSpec) -> tuple[float | None, bool]:
+        """(seconds or None, whether they come from runs with the same parameters)."""
         exact = self._exact.get(spec.group)
-        return exact if exact is not None else self._coarse.get((spec.protocol, spec.device))
+        if exact is not None:
+            return exact, True
+        return self._coarse.get((spec.protocol, spec.device)), False
 
 
 def build_plan(needs: Iterable[tuple[str, list[RunSpec] | str]], store: ResultsStore, *,
@@ -184,7 +193,9 @@ def build_plan(needs: Iterable[tuple[str, list[RunSpec] | str]], store: ResultsS
         job.entries.extend(entry for entry in readers[spec.key] if entry not in job.entries)
     for job in jobs:
         estimates = [walls.estimate(spec) for spec in job.specs]
-        job.estimate = None if None in estimates else sum(estimates)
+        seconds = [estimate for estimate, _ in estimates]
+        job.estimate = None if None in seconds else sum(seconds)
+        job.estimate_from_same_params = all(same for _, same in estimates)
     if longest_first:
         jobs.sort(key=lambda job: -(float("inf") if job.estimate is None else job.estimate))
     cached = len(set(specs) & (stored | done))
