@@ -15,6 +15,8 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import sqlite3
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ from verify import report
 from verify.executors import Executor, PoolExecutor, RayExecutor, SequentialExecutor, default_workers
 from verify.ledger import Entry, LedgerError, default_seeds_dir, load_ledger
 from verify.runner import Runner, resolve_device
-from verify.store import ResultsStore
+from verify.store import ResultsStore, write_text_atomic
 from verify.verdicts import Verdict
 
 DEFAULT_RESULTS = "reports/results.sqlite"
@@ -76,6 +78,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "dataset(name): needs a dataset in the data directory")
     config.stash[_STATE] = _SessionState(config)
     _check_engine_options(config)
+    _check_run_options(config)
 
 
 def _check_engine_options(config: pytest.Config) -> None:
@@ -92,6 +95,46 @@ def _check_engine_options(config: pytest.Config) -> None:
         except ImportError:
             raise pytest.UsageError("--executor ray needs Ray: pip install 'cl-claims-harness[ray]' "
                                     "(or pip install ray)") from None
+
+
+def _check_run_options(config: pytest.Config) -> None:
+    """Run options that cannot work are one usage error before anything runs, not one error per item."""
+    seeds = config.getoption("seeds", None)
+    if seeds is not None and seeds < 1:
+        raise pytest.UsageError(f"--seeds must be at least 1, got {seeds}")
+    if config.getoption("device", "cpu") == "cuda" and not torch.cuda.is_available():
+        raise pytest.UsageError("--device cuda: torch.cuda.is_available() is False here (use --device cpu or auto)")
+
+
+def _unwritable(path: Path) -> str | None:
+    """Why the harness could not write `path`, or None. Files are written through a temporary file
+    beside them and renamed, so the folder must take a new file; a store is written in place too."""
+    if path.is_dir():
+        return "is a folder"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as error:
+        return f"cannot write in {path.parent} ({error.strerror or error})"
+    if path.exists() and not os.access(path, os.W_OK):
+        return "is read-only"
+    return None
+
+
+def _check_output_paths(config: pytest.Config) -> None:
+    """Where the session will write, checked once before any item runs (an unwritable store would
+    otherwise fail every item, and an unwritable report end the session with a traceback)."""
+    options = ["results"] if config.getoption("plan") else ["results", "verdicts_json", "report_html"]
+    state = config.stash[_STATE]
+    for option in options:
+        problem = _unwritable(state._path(option))
+        if problem:
+            raise pytest.UsageError(f"--{option.replace('_', '-')} {state._path(option)}: {problem}")
+    try:
+        ResultsStore(state._path("results"))
+    except sqlite3.Error as error:  # a file that is not a store, or a locked one
+        raise pytest.UsageError(f"--results {state._path('results')}: {error}") from None
 
 
 @dataclass
@@ -185,10 +228,16 @@ class LedgerFile(pytest.File):
                 item.add_marker(pytest.mark.dataset(dataset))
             yield item
 
-    def repr_failure(self, excinfo, style=None):
+    def repr_failure(self, excinfo):  # a Collector's repr_failure takes no style (pytest >= 8)
         if isinstance(excinfo.value, LedgerError):
             return str(excinfo.value)
-        return super().repr_failure(excinfo, style)
+        return super().repr_failure(excinfo)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    config = session.config
+    if not config.option.collectonly and any(isinstance(item, ClaimItem) for item in session.items):
+        _check_output_paths(config)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -315,10 +364,16 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
     for record in state.records:
         if record["verdict"] == "not run":
             terminalreporter.write_line(f"not run: {record['claim_id']}: {record['reason']}")
-    verdicts_path = state._path("verdicts_json")
-    verdicts_path.parent.mkdir(parents=True, exist_ok=True)
-    verdicts_path.write_text(json.dumps(state.records, indent=1, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8")
     store = state.runner.store
-    html_path = report.write_report(store.verdicts(), store.runs(), state._path("report_html"))
-    terminalreporter.write_line(f"verdicts JSON: {os.path.relpath(verdicts_path)}")
-    terminalreporter.write_line(f"HTML report:   {os.path.relpath(html_path)}")
+    writes = (
+        ("verdicts JSON", lambda: write_text_atomic(
+            state._path("verdicts_json"), json.dumps(state.records, indent=1, sort_keys=True, allow_nan=False) + "\n")),
+        ("HTML report", lambda: report.write_report(store.verdicts(), store.runs(), state._path("report_html"))),
+    )
+    for label, write in writes:
+        # Checked writable before the run; a disk that fills up or a folder that changes since is
+        # one line here, and the previous file stays as it was (written through a renamed temporary).
+        try:
+            terminalreporter.write_line(f"{label + ':':<15}{os.path.relpath(write())}")
+        except OSError as error:
+            terminalreporter.write_line(f"{label} not written: {error}", red=True)
