@@ -8,10 +8,16 @@ by substitute data.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import pickle
+import struct
+import tarfile
+import tokenize
 import types
 import zipfile
-from collections.abc import Mapping, Sequence
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +36,76 @@ class DatasetMissing(FileNotFoundError):
 
 class DatasetCorrupt(DatasetMissing):
     """A dataset file is present but is not a known file: wrong checksum or malformed content."""
+
+
+# What decoding a present file raises when its bytes are not what they should be: the file system
+# (OSError), the decompressors (zlib.error on a flipped byte, BadZipFile on a bad CRC, TarError,
+# EOFError on a truncation), numpy's .npy header parser (tokenize.TokenError, SyntaxError,
+# ValueError), struct unpacking, and the restricted CIFAR unpickler, whose allowed globals called
+# with hostile arguments raise TypeError, LookupError (an unknown codec), MemoryError (a huge shape)
+# or ArithmeticError. A bug elsewhere in a loader still surfaces as what it is.
+DECODE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError, EOFError, ValueError, TypeError, LookupError, MemoryError, ArithmeticError, zlib.error,
+    zipfile.BadZipFile, tarfile.TarError, pickle.UnpicklingError, tokenize.TokenError, SyntaxError, struct.error,
+)
+
+
+def _describe(error: BaseException) -> str:
+    kind = type(error)
+    name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    text = " ".join(str(error).split())  # one line, whatever the decoder put in its message
+    return f"{name}: {text}" if text else name
+
+
+@contextlib.contextmanager
+def decoding(source: str | Path, what: str) -> Iterator[None]:
+    """Turn any failure to decode a present file into DatasetCorrupt (so the claim is `not run`),
+    naming the file and what failed. `source` is a file, or `archive!member` for a member."""
+    try:
+        yield
+    except DatasetMissing:  # already names the file (DatasetCorrupt is one)
+        raise
+    except DECODE_ERRORS as error:
+        raise DatasetCorrupt(f"{source} is not a readable {what}: {_describe(error)}",
+                             [str(source).split("!", 1)[0]]) from error
+
+
+@dataclass(frozen=True)
+class ZipLimits:
+    """What an archive's members may declare, checked before any member is inflated.
+
+    member_bytes / total_bytes: largest uncompressed size of one member / of all of them.
+    ratio: largest uncompressed-to-compressed ratio, for members of more than RATIO_FLOOR bytes
+    (a bomb needs a large output; a small file of zeros legitimately compresses a thousandfold).
+    Reading a member never yields more than its declared size (zipfile stops there and then fails
+    the CRC), so these declared sizes bound the memory a member can take.
+    """
+
+    member_bytes: int
+    total_bytes: int
+    ratio: float = 100.0
+
+
+RATIO_FLOOR = 1 << 20
+# Omniglot drawings are 105x105 1-bit PNGs of at most ~520 bytes, ~20k per archive (~5 MB in all).
+PNG_ARCHIVE_LIMITS = ZipLimits(member_bytes=64 << 10, total_bytes=64 << 20)
+
+
+def check_zip_members(archive: Path, members: Sequence[zipfile.ZipInfo], limits: ZipLimits) -> None:
+    """Raise DatasetCorrupt, without inflating anything, if a member declares more than `limits` allow."""
+    total = 0
+    for info in members:
+        where = f"{archive}!{info.filename}"
+        if info.file_size > limits.member_bytes:
+            raise DatasetCorrupt(f"{where} declares {info.file_size} bytes uncompressed, more than the "
+                                 f"{limits.member_bytes} a member of this archive may hold; not inflated", [archive])
+        if info.file_size > RATIO_FLOOR and info.file_size > limits.ratio * max(info.compress_size, 1):
+            raise DatasetCorrupt(f"{where} declares {info.file_size} bytes from {info.compress_size} compressed, "
+                                 f"a ratio above {limits.ratio:g}; not inflated", [archive])
+        total += info.file_size
+    if total > limits.total_bytes:
+        raise DatasetCorrupt(f"{archive} declares {total} bytes uncompressed in all, more than the "
+                             f"{limits.total_bytes} this archive may hold; not inflated", [archive])
 
 
 FILE_ALGORITHMS = ("sha256", "md5")
@@ -195,13 +271,14 @@ def png_content_sha256(path: str | Path) -> str:
     key = identity + (PNG_CONTENT_SHA256,)
     if key not in _DIGEST_CACHE:
         hasher = hashlib.sha256()
-        with zipfile.ZipFile(identity[0]) as archive:
-            names = sorted(info.filename for info in archive.infolist()
-                           if not info.is_dir() and info.filename.endswith(".png"))
-            for name in names:
-                hasher.update(name.encode("utf-8") + b"\0")
-                hasher.update(archive.read(name))
-                hasher.update(b"\0")
+        with decoding(identity[0], "zip archive"), zipfile.ZipFile(identity[0]) as archive:
+            members = sorted((info for info in archive.infolist() if not info.is_dir() and info.filename.endswith(".png")),
+                             key=lambda info: info.filename)
+            check_zip_members(Path(identity[0]), members, PNG_ARCHIVE_LIMITS)
+            for info in members:
+                with decoding(f"{identity[0]}!{info.filename}", "zip member"):
+                    data = archive.read(info)
+                hasher.update(info.filename.encode("utf-8") + b"\0" + data + b"\0")
         _DIGEST_CACHE[key] = hasher.hexdigest()
     return _DIGEST_CACHE[key]
 
@@ -223,20 +300,13 @@ def verify_file(path: str | Path, accepted: Sequence[Checksum], *, where_to_get:
     if any(actual.get(c.algorithm) == c.hexdigest for c in accepted):
         return actual["sha256"]
     if any(c.algorithm == PNG_CONTENT_SHA256 for c in accepted):
-        actual[PNG_CONTENT_SHA256] = _content_digest_or_corrupt(path)
+        actual[PNG_CONTENT_SHA256] = png_content_sha256(path)
         if any(actual[c.algorithm] == c.hexdigest for c in accepted if c.algorithm == PNG_CONTENT_SHA256):
             return actual["sha256"]
     expected = "; ".join(c.describe() for c in accepted)
     found = ", ".join(f"{name} {digest}" for name, digest in actual.items())
     raise DatasetCorrupt(f"dataset file {path} matches no known checksum: expected {expected}; "
                          f"actual {found}. {where_to_get}".strip(), [path])
-
-
-def _content_digest_or_corrupt(path: Path) -> str:
-    try:
-        return png_content_sha256(path)
-    except zipfile.BadZipFile as error:
-        raise DatasetCorrupt(f"dataset file {path} is not a readable zip archive: {error}", [path]) from error
 
 
 def array_sha256(array: np.ndarray) -> str:

@@ -23,15 +23,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from .checksums import (
     MANIFEST,
+    PNG_ARCHIVE_LIMITS,
     Checksum,
     DatasetCorrupt,
     DatasetMissing,
+    ZipLimits,
     accepted_checksums,
     array_sha256,
+    check_zip_members,
+    decoding,
     file_identity,
     sha256_file,
     verify_array,
@@ -149,10 +153,8 @@ def parse_idx(data: bytes, expected_magic: int, source: Path) -> np.ndarray:
 @functools.cache
 def _read_idx_gz(identity: tuple[str, int, int], expected_magic: int) -> np.ndarray:
     source = Path(identity[0])
-    try:
+    with decoding(source, "gzip file"):
         data = gzip.decompress(source.read_bytes())
-    except (OSError, EOFError) as error:  # gzip.BadGzipFile is an OSError
-        raise DatasetCorrupt(f"{source} is not a readable gzip file: {error}", [source]) from error
     return _read_only(parse_idx(data, expected_magic, source))
 
 
@@ -235,10 +237,8 @@ def _cifar_corrupt(source: str, problem: str) -> DatasetCorrupt:
 
 
 def _load_cifar_pickle(data: bytes, source: str) -> dict:
-    try:
+    with decoding(source, "official CIFAR pickle"):
         batch = _CifarUnpickler(io.BytesIO(data), encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, ValueError) as error:
-        raise _cifar_corrupt(source, f"not an official CIFAR pickle ({error})") from error
     if not isinstance(batch, dict):
         raise _cifar_corrupt(source, f"holds a {type(batch).__name__}, not the official dict")
     return batch
@@ -254,7 +254,8 @@ def _cifar_images(batch: dict, source: str) -> np.ndarray:
 
 def _cifar_labels(batch: dict, key: bytes, n_images: int, source: str) -> np.ndarray:
     """Labels as uint8, the dtype the per-array digests were taken over."""
-    labels = np.asarray(batch.get(key, []), dtype=np.int64)
+    with decoding(source, "official CIFAR pickle"):  # the unpickled labels may be anything at all
+        labels = np.asarray(batch.get(key, []), dtype=np.int64)
     if labels.shape != (n_images,) or np.any(labels < 0) or np.any(labels > 255):
         raise _cifar_corrupt(source, f"{key!r} must list one class number (0..255) per image")
     return labels.astype(np.uint8)
@@ -273,13 +274,10 @@ def _cifar10_from_batches(batches: Sequence[dict], sources: Sequence[str]) -> tu
 def _read_tar_members(tarball: Path, names: Sequence[str]) -> dict[str, dict]:
     """Unpickle the named members in one sequential pass over the compressed stream (no extraction)."""
     raw: dict[str, bytes] = {}
-    try:
-        with tarfile.open(tarball, "r:gz") as archive:
-            for member in archive:
-                if member.name in names and member.isfile():
-                    raw[member.name] = archive.extractfile(member).read()
-    except (tarfile.TarError, OSError, EOFError) as error:
-        raise DatasetCorrupt(f"{tarball} is not a readable tar.gz archive: {error}", [tarball]) from error
+    with decoding(tarball, "tar.gz archive"), tarfile.open(tarball, "r:gz") as archive:
+        for member in archive:
+            if member.name in names and member.isfile():
+                raw[member.name] = archive.extractfile(member).read()
     absent = [name for name in names if name not in raw]
     if absent:
         raise DatasetCorrupt(f"{tarball} lacks {', '.join(absent)}", [tarball])
@@ -292,14 +290,18 @@ def _with_digests(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     return x, y, array_sha256(x), array_sha256(y)
 
 
+# The repacked npz holds x_train (50000x32x32x3 bytes, 153.6 MB), x_test, y_train and y_test.
+_CIFAR10_NPZ_LIMITS = ZipLimits(member_bytes=160 << 20, total_bytes=200 << 20)
+
+
 @functools.cache
 def _read_cifar10_npz(identity: tuple[str, int, int], split: str) -> tuple[np.ndarray, np.ndarray, str, str]:
     source = Path(identity[0])
-    try:
+    with decoding(source, "repacked CIFAR-10 archive"):
+        with zipfile.ZipFile(source) as archive:
+            check_zip_members(source, archive.infolist(), _CIFAR10_NPZ_LIMITS)
         with np.load(source, allow_pickle=False) as arrays:
             return _with_digests(arrays[f"x_{split}"], arrays[f"y_{split}"])
-    except (KeyError, ValueError, OSError, zipfile.BadZipFile) as error:
-        raise DatasetCorrupt(f"{source} is not the repacked CIFAR-10 archive: {error}", [source]) from error
 
 
 @functools.cache
@@ -314,7 +316,11 @@ def _read_cifar10_tarball(identity: tuple[str, int, int], split: str) -> tuple[n
 @functools.cache
 def _read_cifar10_folder(identities: tuple[tuple[str, int, int], ...]) -> tuple[np.ndarray, np.ndarray, str, str]:
     sources = [identity[0] for identity in identities]
-    batches = [_load_cifar_pickle(Path(source).read_bytes(), source) for source in sources]
+    batches = []
+    for source in sources:
+        with decoding(source, "official CIFAR pickle"):
+            data = Path(source).read_bytes()
+        batches.append(_load_cifar_pickle(data, source))
     return _with_digests(*_cifar10_from_batches(batches, sources))
 
 
@@ -365,8 +371,9 @@ def _read_cifar100_tarball(identity: tuple[str, int, int], split: str, label: st
     names = members[meta_name].get(f"{label}_label_names".encode())
     if not isinstance(names, list) or len(names) <= y.max():
         raise _cifar_corrupt(f"{tarball}!{meta_name}", f"lacks the {label} label names")
-    return (_read_only(np.ascontiguousarray(x)), _read_only(y.astype(np.int64)),
-            tuple(name.decode("utf-8") for name in names))
+    with decoding(f"{tarball}!{meta_name}", "official CIFAR pickle"):  # names must be UTF-8 bytes
+        class_names = tuple(name.decode("utf-8") for name in names)
+    return _read_only(np.ascontiguousarray(x)), _read_only(y.astype(np.int64)), class_names
 
 
 def load_cifar100(data_dir: PathLike | None = None, split: str = "train", label: str = "fine", *,
@@ -434,9 +441,9 @@ def _check_member_name(archive: Path, name: str) -> None:
 
 def _decode_omniglot_png(data: bytes, archive: Path, name: str) -> np.ndarray:
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with decoding(f"{archive}!{name}", "PNG"), Image.open(io.BytesIO(data)) as image:
             pixels = np.asarray(image.convert("L"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as error:
+    except Image.DecompressionBombError as error:  # Pillow's own refusal of a huge declared image
         raise DatasetCorrupt(f"{archive}!{name} is not a readable PNG: {error}", [archive]) from error
     if pixels.shape != (_OMNIGLOT_SIDE, _OMNIGLOT_SIDE):
         raise DatasetCorrupt(f"{archive}!{name}: image is {pixels.shape}, expected 105x105", [archive])
@@ -447,10 +454,11 @@ def _decode_omniglot_png(data: bytes, archive: Path, name: str) -> np.ndarray:
 def _read_omniglot_zip(identity: tuple[str, int, int]) -> tuple[np.ndarray, tuple[tuple[str, str, int], ...]]:
     archive_path = Path(identity[0])
     images, names = [], []
-    with zipfile.ZipFile(archive_path) as archive:
+    with decoding(archive_path, "zip archive"), zipfile.ZipFile(archive_path) as archive:
         members = sorted(archive.infolist(), key=lambda info: info.filename)
         for info in members:
             _check_member_name(archive_path, info.filename)
+        check_zip_members(archive_path, members, PNG_ARCHIVE_LIMITS)
         for info in members:
             if info.is_dir():
                 continue
@@ -458,7 +466,9 @@ def _read_omniglot_zip(identity: tuple[str, int, int]) -> tuple[np.ndarray, tupl
             if match is None:
                 raise DatasetCorrupt(f"{archive_path}: member {info.filename!r} is not "
                                      "top/Alphabet/characterNN/NNNN_DD.png", [archive_path])
-            images.append(_decode_omniglot_png(archive.read(info), archive_path, info.filename))
+            with decoding(f"{archive_path}!{info.filename}", "zip member"):
+                data = archive.read(info)
+            images.append(_decode_omniglot_png(data, archive_path, info.filename))
             names.append((match["alphabet"], match["character"], int(match["drawing"])))
     if not images:
         raise DatasetCorrupt(f"{archive_path} holds no drawings", [archive_path])
