@@ -26,7 +26,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from types import FunctionType
-from typing import Any
+from typing import Any, Iterable
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -221,7 +221,8 @@ class _EntryValidator:
         self.label = f"{kind} '{identifier}'" if valid else f"{kind} #{index + 1}"
 
     def fail(self, field_name: str, problem: str) -> LedgerError:
-        return LedgerError(f"{_shown(str(self.path))}: {self.label}: field '{_shown(field_name)}': {problem}")
+        name = f"'{field_name}'" if field_name.isprintable() else repr(field_name)
+        return LedgerError(f"{_shown(str(self.path))}: {self.label}: field {name}: {problem}")
 
     def validate(self) -> Entry:
         raw = self.raw
@@ -465,6 +466,12 @@ def check_quote(entry: Entry, seeds_dir: Path) -> None:
         raise LedgerError(f"{where}: field 'quote': not found in {document}: {entry.quote[:80]!r}")
 
 
+def duplicate_ids(ids: Iterable[str]) -> list[str]:
+    """The ids that occur more than once, sorted; one pass, so a ledger of thousands of entries is quick."""
+    counts = collections.Counter(ids)
+    return sorted(identifier for identifier, count in counts.items() if count > 1)
+
+
 def load_ledger(path: Path, seeds_dir: Path | None = None) -> list[Entry]:
     """Load and validate one ledger file. With `seeds_dir`, also check every quote against it."""
     path = Path(path)
@@ -477,7 +484,7 @@ def load_ledger(path: Path, seeds_dir: Path | None = None) -> list[Entry]:
         raise LedgerError(f"{where}: not valid TOML: {error}") from None
     except RecursionError:  # tomllib parses nested arrays and tables recursively
         raise LedgerError(f"{where}: not valid TOML: arrays or tables nested too deeply") from None
-    unknown = sorted(map(_shown, set(data) - {"claim", "finding"}))
+    unknown = sorted(set(data) - {"claim", "finding"})  # a list's repr escapes any newline in a key
     if unknown:
         raise LedgerError(f"{where}: unknown top-level table(s) {unknown}; use [[claim]] and [[finding]]")
     entries: list[Entry] = []
@@ -487,8 +494,7 @@ def load_ledger(path: Path, seeds_dir: Path | None = None) -> list[Entry]:
             raise LedgerError(f"{where}: '{kind}' must be an array of tables ([[{kind}]]), got {_type_name(tables)}")
         for index, raw in enumerate(tables):
             entries.append(_EntryValidator(path, kind, index, raw).validate())
-    counts = collections.Counter(entry.id for entry in entries)
-    duplicates = sorted(identifier for identifier, count in counts.items() if count > 1)
+    duplicates = duplicate_ids(entry.id for entry in entries)
     if duplicates:
         raise LedgerError(f"{where}: entry '{duplicates[0]}': field 'id': used more than once")
     claim_ids = {e.id for e in entries if e.kind == "claim"}
