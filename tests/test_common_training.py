@@ -13,7 +13,7 @@ from implementations.common.evaluation import accuracy
 from implementations.common.models import MLP, MultiHeadMLP, count_parameters, forward_on_task
 from implementations.common.seeding import seed_everything, torch_generator
 from implementations.common.streams import Task
-from implementations.common.training import Strategy, run_stream, train_task
+from implementations.common.training import Strategy, run_stream, train_steps, train_task
 
 
 def sign_label(x: torch.Tensor, task_id: int, classes: tuple[int, int]) -> torch.Tensor:
@@ -171,3 +171,101 @@ def test_seed_everything_seeds_every_source():
     assert torch.are_deterministic_algorithms_enabled()
     a, b = torch_generator(3), torch_generator(3)
     assert torch.equal(torch.randperm(10, generator=a), torch.randperm(10, generator=b))
+
+
+class TwoOptimizerStrategy(Strategy):
+    """A custom training_step: the given optimizer steps the model, a second one a separate module."""
+
+    def __init__(self, other: torch.nn.Module):
+        self.other = other
+        self.other_optimizer = torch.optim.SGD(other.parameters(), lr=0.1)
+        self.calls: list[str] = []
+
+    def before_task(self, model, task):
+        self.calls.append("before_task")
+
+    def training_step(self, model, batch, task, optimizer):
+        super().training_step(model, batch, task, optimizer)
+        x, _ = batch
+        self.other_optimizer.zero_grad()
+        self.other(x).square().mean().backward()
+        self.other_optimizer.step()
+        self.calls.append("training_step")
+
+    def after_task(self, model, task):
+        self.calls.append("after_task")
+
+
+def test_a_custom_training_step_updates_several_optimizers_between_the_task_hooks():
+    task = synthetic_tasks(n_tasks=1)[0]
+    torch.manual_seed(0)
+    model, other = MLP(6, [], 6), torch.nn.Linear(6, 1)
+    model_before, other_before = model.layers[0].weight.clone(), other.weight.clone()
+    strategy = TwoOptimizerStrategy(other)
+    train_task(model, strategy, task, epochs=2, batch_size=10, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+               generator=torch_generator(0))
+    assert strategy.calls == ["before_task"] + ["training_step"] * (2 * 4) + ["after_task"]  # 37 samples: 4 batches
+    assert not torch.equal(model.layers[0].weight, model_before)
+    assert not torch.equal(other.weight, other_before)
+
+
+def test_batch_order_is_drawn_lazily_so_draws_inside_an_epoch_come_in_order():
+    """Each epoch's permutation is drawn when the epoch starts: a step drawing from the same generator
+    (GAN noise) sees the generator in the state a hand-written loop would leave it in."""
+    task = synthetic_tasks(n_tasks=1, n_train=10)[0]
+
+    class NoiseDrawing(Strategy):
+        def __init__(self, generator):
+            self.generator, self.noise = generator, []
+
+        def training_step(self, model, batch, task, optimizer):
+            self.noise.append(torch.rand(1, generator=self.generator).item())
+
+    generator = torch_generator(7)
+    strategy = NoiseDrawing(generator)
+    train_task(MLP(6, [], 6), strategy, task, epochs=2, batch_size=5, optimizer=None, generator=generator)
+    by_hand = torch_generator(7)
+    expected = []
+    for _ in range(2):
+        torch.randperm(10, generator=by_hand)
+        expected += [torch.rand(1, generator=by_hand).item() for _ in range(2)]
+    assert strategy.noise == expected
+
+
+def test_the_global_generator_gives_a_scripts_plain_randperm():
+    task = synthetic_tasks(n_tasks=1, n_train=12)[0]
+    seen = []
+
+    class Recording(Strategy):
+        def training_step(self, model, batch, task, optimizer):
+            seen.append(batch[0])
+
+    model = MLP(6, [], 6)
+    torch.manual_seed(3)
+    train_task(model, Recording(), task, epochs=1, batch_size=12, optimizer=None, generator=torch.default_generator)
+    torch.manual_seed(3)
+    assert torch.equal(seen[0], task.x_train[torch.randperm(12)])
+
+
+def test_train_steps_runs_given_batches_without_task_hooks():
+    model = MLP(6, [], 2)
+    strategy = RecordingStrategy()
+    x = torch.cat([torch.arange(4, dtype=torch.float32)[:, None], torch.randn(4, 5)], dim=1)
+    batches = [(x[:2], torch.zeros(2, dtype=torch.long)), (x[2:], torch.ones(2, dtype=torch.long))]
+    train_steps(model, strategy, None, batches, torch.optim.SGD(model.parameters(), lr=0.1))
+    assert strategy.batches == [[0, 1], [2, 3]]
+    assert strategy.calls == ["loss", "after_backward", "after_step"] * 2
+
+
+def test_the_last_batchs_gradients_stay_for_after_task():
+    task = synthetic_tasks(n_tasks=1)[0]
+    model = MLP(6, [], 6)
+
+    class ReadsGradients(Strategy):
+        def after_task(self, model, task):
+            self.gradients = [p.grad for p in model.parameters()]
+
+    strategy = ReadsGradients()
+    train_task(model, strategy, task, epochs=1, batch_size=8, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+               generator=torch_generator(0))
+    assert all(g is not None and g.abs().sum() > 0 for g in strategy.gradients)

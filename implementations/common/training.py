@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -11,6 +11,10 @@ from torch import nn
 from .evaluation import accuracy_row, default_forward
 from .seeding import torch_generator
 from .streams import Task
+
+# What the loop hands to `Strategy.training_step`: (x, y) from `shuffled_batches`; a strategy whose
+# batches come from elsewhere (generated samples, say) defines its own tuple and its own training_step.
+Batch = tuple
 
 
 class Strategy:
@@ -36,28 +40,55 @@ class Strategy:
     def after_task(self, model: nn.Module, task: Task) -> None:
         """Training on `task` is over (e.g. compute importances, freeze, prune)."""
 
+    def training_step(self, model: nn.Module, batch: Batch, task: Task | None,
+                      optimizer: torch.optim.Optimizer) -> None:
+        """One update from one batch. Override it whole for a method that updates several optimizers
+        per batch (e.g. a learner and a GAN); the hooks above are called from here.
 
-def train_task(model: nn.Module, strategy: Strategy, task: Task, *, epochs: int, batch_size: int,
-               optimizer: torch.optim.Optimizer, generator: torch.Generator) -> None:
-    """Train on one task: each epoch visits every training sample once, in an order drawn from `generator`.
+        The gradients stay in `.grad` after the step (zeroed before the backward pass, not after),
+        so after_task can read the last batch's gradients.
+        """
+        x, y = batch
+        loss = self.loss(model, x, y, task)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.after_backward(model, task)
+        optimizer.step()
+        self.after_step(model, task)
 
-    The data stay on their device; a batch is an index slice of a random permutation (the last
-    batch of an epoch may be smaller). The permutation is drawn on the generator's device (CPU
-    for `torch_generator`), so CPU and CUDA runs see the same batches.
+
+def shuffled_batches(task: Task, *, epochs: int, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
+    """Each epoch visits every training sample once, in an order drawn from `generator`.
+
+    A batch is an index slice of a random permutation (the last batch of an epoch may be smaller);
+    the data stay on their device. The permutation is drawn on the generator's device (CPU for
+    `torch_generator`), so CPU and CUDA runs see the same batches. `torch.default_generator` gives
+    a script's `torch.randperm(n)` on the global generator. Each epoch's permutation is drawn
+    lazily, when the epoch starts: a strategy drawing from the same generator during the epoch
+    (GAN noise) gets the draws in the order the original made them.
     """
-    strategy.before_task(model, task)
-    model.train()
     n_samples = len(task.x_train)
     for _ in range(epochs):
         order = torch.randperm(n_samples, generator=generator, device=generator.device).to(task.x_train.device)
         for start in range(0, n_samples, batch_size):
             batch = order[start:start + batch_size]
-            loss = strategy.loss(model, task.x_train[batch], task.y_train[batch], task)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            strategy.after_backward(model, task)
-            optimizer.step()
-            strategy.after_step(model, task)
+            yield task.x_train[batch], task.y_train[batch]
+
+
+def train_steps(model: nn.Module, strategy: Strategy, task: Task | None, batches: Iterable[Batch],
+                optimizer: torch.optim.Optimizer) -> None:
+    """The loop: one `strategy.training_step` per batch. `task` is None where the batches belong to no task."""
+    for batch in batches:
+        strategy.training_step(model, batch, task, optimizer)
+
+
+def train_task(model: nn.Module, strategy: Strategy, task: Task, *, epochs: int, batch_size: int,
+               optimizer: torch.optim.Optimizer, generator: torch.Generator) -> None:
+    """Train on one task: its hooks around `epochs` passes of `shuffled_batches` over its training data."""
+    strategy.before_task(model, task)
+    model.train()
+    train_steps(model, strategy, task, shuffled_batches(task, epochs=epochs, batch_size=batch_size,
+                                                        generator=generator), optimizer)
     strategy.after_task(model, task)
 
 
