@@ -10,26 +10,29 @@ import torch
 from torch import nn
 
 from implementations.common.datasets import DatasetMissing, load_mnist
+from implementations.common.streams import Task
 from implementations.sgm import torch_masking
 from implementations.sgm.protocols import gradient_masking_split, masked_forward_checksum
 
 
-def _synthetic_pair(n=96, features=20, seed=0):
+def _synthetic_pair(n=96, features=20, seed=0, flip=False):
+    """A two-class task (the sign of feature 0, flipped if asked), its training set also its test set."""
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(n, features, generator=generator)
-    return x, (x[:, 0] > 0).long()
+    y = (x[:, 0] > 0).long()
+    y = 1 - y if flip else y
+    return Task(int(flip), (0, 1), x, y, x, y, labels="local")
 
 
 def test_gradient_mask_freezes_locked_coordinates_exactly_with_a_fresh_adam():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(20, 16), nn.ReLU(), nn.Linear(16, 2))
     mask = torch_masking.GradientMask(model)
-    x, y = _synthetic_pair()
-    torch_masking.train_task_adam(model, x, y, epochs=2, batch_size=32, lr=1e-2, mask=mask)
+    torch_masking.train_task_adam(model, _synthetic_pair(), epochs=2, batch_size=32, lr=1e-2, mask=mask)
     mask.lock_top_gradients(0.3)
     locked, before = mask.locked().clone(), torch_masking.flat_parameters(model)
     assert abs(mask.locked_fraction() - int(0.3 * locked.numel()) / locked.numel()) < 1e-6
-    torch_masking.train_task_adam(model, x, 1 - y, epochs=3, batch_size=32, lr=1e-2, mask=mask)
+    torch_masking.train_task_adam(model, _synthetic_pair(flip=True), epochs=3, batch_size=32, lr=1e-2, mask=mask)
     after = torch_masking.flat_parameters(model)
     assert torch.equal(after[locked], before[locked])
     assert not torch.equal(after[~locked], before[~locked])
@@ -59,18 +62,18 @@ def test_masked_forward_training_leaves_other_tasks_bitwise_unchanged():
     torch.manual_seed(0)
     model = torch_masking.MaskedMLP(n_in=20, hidden=16, n_out=10)
     masks = torch_masking.every_layer_masks(model, 2)
-    x, y = _synthetic_pair()
+    first, second = _synthetic_pair(), _synthetic_pair(flip=True)
     model.set_mask(masks[0])
     generator = torch.Generator().manual_seed(0)
     n = masks[0].numel()
-    torch_masking.train_task_masked_forward(model, x, y, locked=torch.zeros(n, dtype=torch.bool), epochs=2,
+    torch_masking.train_task_masked_forward(model, first, locked=torch.zeros(n, dtype=torch.bool), epochs=2,
                                             batch_size=32, lr=1e-2, generator=generator)
-    digest = torch_masking.logits_sha256(model, x)
+    digest = torch_masking.logits_sha256(model, first.x_test)
     model.set_mask(masks[1])
-    torch_masking.train_task_masked_forward(model, x, 1 - y, locked=masks[0].bool(), epochs=2, batch_size=32,
+    torch_masking.train_task_masked_forward(model, second, locked=masks[0].bool(), epochs=2, batch_size=32,
                                             lr=1e-2, generator=generator)
     model.set_mask(masks[0])
-    assert torch_masking.logits_sha256(model, x) == digest
+    assert torch_masking.logits_sha256(model, first.x_test) == digest
 
 
 @pytest.fixture(scope="module")

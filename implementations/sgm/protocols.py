@@ -8,13 +8,13 @@ themselves, as the original scripts do, so their numbers follow from `seed` alon
 from __future__ import annotations
 
 import pathlib
-import random
 
 import numpy as np
 import torch
 
 from implementations.common.datasets import load_cifar10, load_mnist
 from implementations.common.prerequisites import PrerequisiteMissing
+from implementations.common.seeding import seed_everything
 from implementations.sgm import interference, primitive, quantization, torch_masking
 from implementations.sgm.evolution import SGMWithLocking, SparseRegionTask
 from implementations.sgm.hill_climb import (
@@ -461,16 +461,14 @@ def gradient_masking_split(
     keep the first n training / test images of each pair, for a smoke run.
     """
     load, make_model, flatten = GRADIENT_MASKING_DATA[dataset]
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    train = torch_masking.pair_tasks(load(data_dir, "train"), n_tasks, device, flatten, True, max_per_task)
-    test = torch_masking.pair_tasks(load(data_dir, "test"), n_tasks, device, flatten, True, max_test_per_task)
+    seed_everything(seed)  # the script seeds torch, numpy and random; the runner did too, this is for direct calls
+    tasks = torch_masking.pair_tasks(load(data_dir, "train"), load(data_dir, "test"), n_tasks, device, flatten, True,
+                                     max_per_task, max_test_per_task)
     baseline, sgm = make_model().to(device), make_model().to(device)
     mask = torch_masking.GradientMask(sgm)
 
     def test_row(model) -> list[float]:
-        return [torch_masking.accuracy(model, x, y) for x, y in test]
+        return [torch_masking.accuracy(model, task.x_test, task.y_test) for task in tasks]
 
     outputs = {
         "untrained_accuracy": test_row(sgm),
@@ -478,20 +476,20 @@ def gradient_masking_split(
         "script_accuracy": [], "script_accuracy_baseline": [], "locked_percent": [],
         "accuracy_matrix": [], "accuracy_matrix_baseline": [], "max_abs_change_locked": [],
     }
-    for t, (x, y) in enumerate(train):
-        torch_masking.train_task_adam(baseline, x, y, epochs=epochs, batch_size=batch_size, lr=lr, mask=None)
-        outputs["script_accuracy_baseline"].append(torch_masking.accuracy(baseline, x, y))
+    for task in tasks:
+        torch_masking.train_task_adam(baseline, task, epochs=epochs, batch_size=batch_size, lr=lr, mask=None)
+        outputs["script_accuracy_baseline"].append(torch_masking.accuracy(baseline, task.x_train, task.y_train))
         locked_before, values_before = mask.locked().clone(), torch_masking.flat_parameters(sgm)
-        torch_masking.train_task_adam(sgm, x, y, epochs=epochs, batch_size=batch_size, lr=lr, mask=mask)
-        outputs["script_accuracy"].append(torch_masking.accuracy(sgm, x, y))
+        torch_masking.train_task_adam(sgm, task, epochs=epochs, batch_size=batch_size, lr=lr, mask=mask)
+        outputs["script_accuracy"].append(torch_masking.accuracy(sgm, task.x_train, task.y_train))
         change = (torch_masking.flat_parameters(sgm) - values_before).abs()[locked_before]
         outputs["max_abs_change_locked"].append(float(change.max()) if change.numel() else 0.0)
         mask.lock_top_gradients(lock_fraction)
         outputs["locked_percent"].append(100.0 * mask.locked_fraction())
         outputs["accuracy_matrix"].append(test_row(sgm))
         outputs["accuracy_matrix_baseline"].append(test_row(baseline))
-    outputs["train_sizes"] = [len(y) for _, y in train]
-    outputs["test_sizes"] = [len(y) for _, y in test]
+    outputs["train_sizes"] = [len(task.y_train) for task in tasks]
+    outputs["test_sizes"] = [len(task.y_test) for task in tasks]
     return outputs
 
 
@@ -524,8 +522,8 @@ def masked_forward_checksum(
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     mnist_train, mnist_test = load_mnist(data_dir, "train"), load_mnist(data_dir, "test")
-    train = torch_masking.pair_tasks(mnist_train, n_tasks, device, True, False, max_per_task)
-    test = torch_masking.pair_tasks(mnist_test, n_tasks, device, True, False, max_test_per_task)
+    tasks = torch_masking.pair_tasks(mnist_train, mnist_test, n_tasks, device, True, False, max_per_task,
+                                     max_test_per_task)
     model = torch_masking.MaskedMLP(hidden=hidden).to(device)
     if mask_layout == "script_blocks":
         masks = torch_masking.script_block_masks(model, n_tasks, block_size, blocks_per_task)
@@ -535,17 +533,17 @@ def masked_forward_checksum(
         raise ValueError(f"mask_layout must be 'script_blocks' or 'every_layer', got {mask_layout!r}")
     masks = [m.to(device) for m in masks]
     locked = torch.zeros_like(masks[0], dtype=torch.bool)
-    anchor_x, anchor_y = test[0]
+    anchor_x, anchor_y = tasks[0].x_test, tasks[0].y_test
     hashes, logits_zero, largest_gradients, matrix = [], [], [], []
-    for t, (x, y) in enumerate(train):
+    for t, task in enumerate(tasks):
         model.set_mask(masks[t])
         largest_gradients.append(torch_masking.train_task_masked_forward(
-            model, x, y, locked=locked, epochs=epochs, batch_size=batch_size, lr=lr, generator=generator))
+            model, task, locked=locked, epochs=epochs, batch_size=batch_size, lr=lr, generator=generator))
         locked |= masks[t].bool()
         row = []
-        for j, (x_test, y_test) in enumerate(test):
+        for j, other in enumerate(tasks):
             model.set_mask(masks[j])
-            row.append(torch_masking.accuracy(model, x_test, y_test))
+            row.append(torch_masking.accuracy(model, other.x_test, other.y_test))
         matrix.append(row)
         model.set_mask(masks[0])
         digest, all_zero = torch_masking.logits_sha256(model, anchor_x)
@@ -564,7 +562,7 @@ def masked_forward_checksum(
         "accuracy_matrix": matrix,
         "max_abs_gradient": largest_gradients,
         "tensors_in_task_masks": [sorted(set(tensor_of_coordinate[m.bool().cpu().numpy()].tolist())) for m in masks],
-        "test_sizes": [len(y) for _, y in test],
+        "test_sizes": [len(task.y_test) for task in tasks],
     }
 
 

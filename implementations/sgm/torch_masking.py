@@ -24,6 +24,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from implementations.common.datasets import LabelledImages
+from implementations.common.streams import Task
+from implementations.common.training import Strategy, train_task
 
 EVAL_CHUNK = 2048  # evaluation batch: the CNN's activations for a whole split do not fit in memory
 
@@ -38,13 +40,16 @@ def pair_indices(labels: np.ndarray, task: int, max_samples: int | None) -> np.n
     return indices if max_samples is None else indices[:max_samples]
 
 
-def pair_tasks(images: LabelledImages, n_tasks: int, device: str, flatten: bool, binary_labels: bool,
-               max_samples: int | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(x, y) on the device per pair; y is 0/1 (first/second class) or the original class."""
+def pair_tasks(train: LabelledImages, test: LabelledImages, n_tasks: int, device: str, flatten: bool,
+               binary_labels: bool, max_train: int | None = None, max_test: int | None = None) -> list[Task]:
+    """Task t = pair (2t, 2t+1) on the device; y is 0/1 (first/second class, "local") or the original class."""
     tasks = []
     for task in range(n_tasks):
-        x, y = images.subset(pair_indices(images.y, task, max_samples)).to_tensors(device, flatten=flatten)
-        tasks.append((x, (y == 2 * task + 1).long() if binary_labels else y))
+        splits = []
+        for images, max_samples in ((train, max_train), (test, max_test)):
+            x, y = images.subset(pair_indices(images.y, task, max_samples)).to_tensors(device, flatten=flatten)
+            splits += [x, (y == 2 * task + 1).long() if binary_labels else y]
+        tasks.append(Task(task, (2 * task, 2 * task + 1), *splits, labels="local" if binary_labels else "global"))
     return tasks
 
 
@@ -73,6 +78,15 @@ def split_cifar_cnn() -> nn.Sequential:
     )
 
 
+def per_tensor_views(flat: torch.Tensor, parameters: list[nn.Parameter]) -> list[torch.Tensor]:
+    """Views of consecutive slices of `flat` shaped like each parameter: the flattening order of the scripts."""
+    views, offset = [], 0
+    for p in parameters:
+        views.append(flat[offset:offset + p.numel()].view_as(p))
+        offset += p.numel()
+    return views
+
+
 class GradientMask:
     """A flat {0,1} mask over all parameters in `model.parameters()` order, with per-tensor views."""
 
@@ -80,10 +94,7 @@ class GradientMask:
         self.parameters = list(model.parameters())
         device = self.parameters[0].device
         self.flat = torch.ones(sum(p.numel() for p in self.parameters), device=device)
-        self.views, offset = [], 0
-        for p in self.parameters:
-            self.views.append(self.flat[offset:offset + p.numel()].view_as(p))
-            offset += p.numel()
+        self.views = per_tensor_views(self.flat, self.parameters)
 
     def apply_to_gradients(self) -> None:
         for p, view in zip(self.parameters, self.views):
@@ -107,23 +118,25 @@ def flat_parameters(model: nn.Module) -> torch.Tensor:
     return torch.cat([p.detach().flatten() for p in model.parameters()])
 
 
-def train_task_adam(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, batch_size: int, lr: float,
+class GradientMasking(Strategy):
+    """Family D: the lock mask multiplies every gradient before the optimizer step."""
+
+    def __init__(self, mask: GradientMask):
+        self.mask = mask
+
+    def after_backward(self, model: nn.Module, task: Task) -> None:
+        self.mask.apply_to_gradients()
+
+
+def train_task_adam(model: nn.Module, task: Task, *, epochs: int, batch_size: int, lr: float,
                     mask: GradientMask | None) -> None:
-    """A fresh Adam for this task; shuffled minibatches by indexing; the mask multiplies each gradient.
+    """A fresh Adam for this task; the script's `torch.randperm(n)` batch order, on the global generator;
+    the mask (if any) multiplies each gradient.
 
     The gradients of the last minibatch stay in `.grad`: the mask update reads them."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    model.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(x)).to(x.device)
-        for start in range(0, len(x), batch_size):
-            batch = order[start:start + batch_size]
-            optimizer.zero_grad()
-            F.cross_entropy(model(x[batch]), y[batch]).backward()
-            if mask is not None:
-                mask.apply_to_gradients()
-            optimizer.step()
-    model.eval()
+    train_task(model, Strategy() if mask is None else GradientMasking(mask), task, epochs=epochs,
+               batch_size=batch_size, optimizer=torch.optim.Adam(model.parameters(), lr=lr),
+               generator=torch.default_generator)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,10 +167,7 @@ class MaskedMLP(nn.Module):
         return [p for pair in zip(self.weights, self.biases) for p in pair]
 
     def set_mask(self, flat_mask: torch.Tensor) -> None:
-        self.masks, offset = [], 0
-        for p in self.ordered_parameters():
-            self.masks.append(flat_mask[offset:offset + p.numel()].view_as(p))
-            offset += p.numel()
+        self.masks = per_tensor_views(flat_mask, self.ordered_parameters())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         masked = [p * m for p, m in zip(self.ordered_parameters(), self.masks)]
@@ -200,29 +210,29 @@ def every_layer_masks(model: MaskedMLP, n_tasks: int) -> list[torch.Tensor]:
     return masks
 
 
-def train_task_masked_forward(model: MaskedMLP, x: torch.Tensor, y: torch.Tensor, *, locked: torch.Tensor, epochs: int,
-                              batch_size: int, lr: float, generator: torch.Generator) -> float:
+class HardLocks(Strategy):
+    """Family F: the gradients of hard-locked coordinates are zeroed; the largest |gradient| is recorded."""
+
+    def __init__(self, model: MaskedMLP, locked: torch.Tensor):
+        self.parameters = model.ordered_parameters()
+        self.locked_views = per_tensor_views(locked, self.parameters)
+        self.largest_gradient = 0.0
+
+    def after_backward(self, model: nn.Module, task: Task) -> None:
+        for p, lock in zip(self.parameters, self.locked_views):
+            p.grad.masked_fill_(lock, 0.0)
+            self.largest_gradient = max(self.largest_gradient, float(p.grad.abs().max()))
+
+
+def train_task_masked_forward(model: MaskedMLP, task: Task, *, locked: torch.Tensor, epochs: int, batch_size: int,
+                              lr: float, generator: torch.Generator) -> float:
     """AdamW (weight decay 0), a fresh one per task, hard-locked coordinates' gradients zeroed.
 
     Returns the largest |gradient| seen, which is exactly 0 when the masked network cannot learn."""
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    parameters = model.ordered_parameters()
-    locked_views, offset = [], 0
-    for p in parameters:
-        locked_views.append(locked[offset:offset + p.numel()].view_as(p))
-        offset += p.numel()
-    largest_gradient = 0.0
-    for _ in range(epochs):
-        order = torch.randperm(len(x), generator=generator).to(x.device)
-        for start in range(0, len(x), batch_size):
-            batch = order[start:start + batch_size]
-            optimizer.zero_grad()
-            F.cross_entropy(model(x[batch]), y[batch]).backward()
-            for p, lock in zip(parameters, locked_views):
-                p.grad.masked_fill_(lock, 0.0)
-                largest_gradient = max(largest_gradient, float(p.grad.abs().max()))
-            optimizer.step()
-    return largest_gradient
+    strategy = HardLocks(model, locked)
+    train_task(model, strategy, task, epochs=epochs, batch_size=batch_size,
+               optimizer=torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0), generator=generator)
+    return strategy.largest_gradient
 
 
 @torch.no_grad()
