@@ -13,7 +13,8 @@ from implementations.common.evaluation import accuracy
 from implementations.common.models import MLP, MultiHeadMLP, count_parameters, forward_on_task
 from implementations.common.seeding import seed_everything, torch_generator
 from implementations.common.streams import Task
-from implementations.common.training import Strategy, run_stream, train_steps, train_task
+from implementations.common.training import (Method, Strategy, compare_methods, comparison_outputs, run_stream,
+                                             train_steps, train_task)
 
 
 def sign_label(x: torch.Tensor, task_id: int, classes: tuple[int, int]) -> torch.Tensor:
@@ -269,3 +270,47 @@ def test_the_last_batchs_gradients_stay_for_after_task():
     train_task(model, strategy, task, epochs=1, batch_size=8, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
                generator=torch_generator(0))
     assert all(g is not None and g.abs().sum() > 0 for g in strategy.gradients)
+
+
+def _method(hidden: int) -> Method:
+    return Method(MLP(6, [hidden], 6), FineTuning(), sgd)
+
+
+def test_compare_methods_reseeds_before_each_method():
+    tasks = synthetic_tasks()
+    options = dict(epochs=2, batch_size=8, seed=4, device="cpu")
+    alone = compare_methods({"small": lambda: _method(8)}, tasks, **options)
+    torch.rand(5)  # whatever ran before must not matter
+    both = compare_methods({"large": lambda: _method(16), "small": lambda: _method(8)}, tasks, **options)
+    assert list(both) == ["large", "small"]
+    assert both["small"].accuracy_matrix == alone["small"].accuracy_matrix
+    for a, b in zip(both["small"].method.model.parameters(), alone["small"].method.model.parameters()):
+        assert torch.equal(a, b)
+    _, by_hand = train_stream(4, tasks, evaluate_untrained=False)  # seed, build, run_stream: the same run
+    assert both["small"].accuracy_matrix == by_hand["accuracy_matrix"]
+    assert all(result.seconds > 0 for result in both.values())
+    outputs = comparison_outputs(both)
+    assert set(outputs) == {"large_accuracy_matrix", "large_seconds", "small_accuracy_matrix", "small_seconds"}
+
+
+def test_compare_methods_uses_a_methods_own_batch_size_and_optimizer_lifetime():
+    tasks = synthetic_tasks()
+    made = []
+
+    def counting(model, task_id):
+        made.append(task_id)
+        return sgd(model, task_id)
+
+    def persistent() -> Method:
+        return Method(MLP(6, [8], 6), FineTuning(), counting, batch_size=37, optimizer_per_task=False)
+
+    class CountSteps(FineTuning):
+        steps = 0
+
+        def after_step(self, model, task):
+            CountSteps.steps += 1
+
+    compare_methods({"persistent": persistent, "counted": lambda: Method(MLP(6, [8], 6), CountSteps(), sgd)},
+                    tasks, epochs=1, batch_size=8, seed=0, device="cpu")
+    assert made == [0]
+    assert CountSteps.steps == 3 * 5  # 3 tasks of 37 samples in batches of 8

@@ -1,15 +1,18 @@
-"""The one training loop, and the strategy hooks a continual-learning method overrides."""
+"""The one training loop, the strategy hooks a continual-learning method overrides, and the runner
+that compares several methods on one stream."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .evaluation import accuracy_row, default_forward
-from .seeding import torch_generator
+from .seeding import seed_everything, torch_generator
 from .streams import Task
 
 # What the loop hands to `Strategy.training_step`: (x, y) from `shuffled_batches`; a strategy whose
@@ -121,3 +124,53 @@ def run_stream(model: nn.Module, strategy: Strategy, tasks: Sequence[Task], *, e
         accuracy_matrix.append(accuracy_row(model, tasks, strategy.forward))
     results["accuracy_matrix"] = accuracy_matrix
     return results
+
+
+@dataclass
+class Method:
+    """One contender of a comparison: what run_stream trains, and the settings it does not share."""
+
+    model: nn.Module
+    strategy: Strategy
+    make_optimizer: MakeOptimizer
+    batch_size: int | None = None  # None: the comparison's batch size
+    optimizer_per_task: bool = True
+
+
+@dataclass
+class MethodResult:
+    """A compared method after the stream: its accuracy matrix, wall time, and the trained method."""
+
+    accuracy_matrix: list[list[float]]
+    seconds: float
+    method: Method
+
+
+def compare_methods(methods: Mapping[str, Callable[[], Method]], tasks: Sequence[Task], *, epochs: int,
+                    batch_size: int, seed: int, device: str | torch.device) -> dict[str, MethodResult]:
+    """Train every method on the same stream with run_stream, each from the same random state.
+
+    Before each method is built, every generator is re-seeded from `seed` (as the runner seeded
+    them before the protocol), so a method's initial weights, batch order and numbers do not
+    depend on which methods ran before it. `seconds` covers building and training the method.
+    """
+    results = {}
+    for name, build in methods.items():
+        seed_everything(seed)
+        started = time.perf_counter()
+        method = build()
+        stream = run_stream(method.model, method.strategy, tasks, epochs=epochs,
+                            batch_size=batch_size if method.batch_size is None else method.batch_size,
+                            make_optimizer=method.make_optimizer, seed=seed, device=device,
+                            evaluate_untrained=False, optimizer_per_task=method.optimizer_per_task)
+        results[name] = MethodResult(stream["accuracy_matrix"], time.perf_counter() - started, method)
+    return results
+
+
+def comparison_outputs(results: Mapping[str, MethodResult]) -> dict:
+    """The outputs every comparison reports: `<name>_accuracy_matrix` and `<name>_seconds` per method."""
+    outputs = {}
+    for name, result in results.items():
+        outputs[f"{name}_accuracy_matrix"] = result.accuracy_matrix
+        outputs[f"{name}_seconds"] = result.seconds
+    return outputs
