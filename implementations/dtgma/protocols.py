@@ -4,15 +4,15 @@ Every protocol takes keyword-only `seed, device, data_dir` plus its parameters w
 defaults and returns a JSON-serialisable dict. Tables return one `<method>_accuracy_matrix` per
 method, so one cached run serves every row of a table. Before each method the torch and numpy
 generators are re-seeded from `seed`, as experiments.py re-seeds before each method (§2.2), so a
-method's numbers do not depend on which methods ran before it.
+method's numbers do not depend on which methods ran before it: the methods of one stream run
+through the common `compare_methods`, which does that.
 """
 
 from __future__ import annotations
 
 import math
 import pathlib
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -20,20 +20,17 @@ from torch import nn
 
 from implementations.common.models import MultiHeadMLP, forward_on_task
 from implementations.common.prerequisites import PrerequisiteMissing
+from implementations.common.seeding import seed_everything
 from implementations.common.streams import Task
-from implementations.common.training import Strategy, run_stream
+from implementations.common.training import Method, Strategy, compare_methods, comparison_outputs
 from implementations.dtgma import baselines, cnn, controls, data
-from implementations.dtgma.model import DTGMAModel, parameter_count, train_continual
+from implementations.dtgma.model import (DTGMALibraryTraining, DTGMAModel, parameter_count, task_adam,
+                                         train_continual)
 
 SPLIT_MNIST_METHODS = ("dtgma", "adapter", "hat", "lora", "ewc", "packnet", "finetune", "derpp")
 RESNET_METHODS = ("dtgma", "ewc", "derpp", "hat", "packnet", "finetune")
 CONTROL_METHODS = ("dtgma", "independent_mlp", "random_projection_residual", "multihead_finetune",
                    "multihead_ewc")
-
-
-def _reseed(seed: int) -> None:
-    torch.manual_seed(seed)
-    np.random.seed(seed)
 
 
 def _adam_over_all(lr: float):
@@ -44,11 +41,12 @@ def _adam_over_task(lr: float):
     return lambda model, task_id: torch.optim.Adam(model.task_parameters(task_id), lr=lr)
 
 
-def _timed(outputs: dict, name: str, run: Callable[[], dict]) -> None:
-    started = time.perf_counter()
-    result = run()
-    outputs[f"{name}_accuracy_matrix"] = result["accuracy_matrix"]
-    outputs[f"{name}_seconds"] = time.perf_counter() - started
+def _dtgma(model: DTGMAModel, tasks: Sequence[Task], lr: float, freeze_after_training: bool = True) -> Method:
+    """`train_continual` as a method to compare: every task registered first, a fresh Adam per task
+    over the task's own parameters, the task's modules frozen after it."""
+    for task in tasks:
+        model.add_task(task.task_id)
+    return Method(model, DTGMALibraryTraining(freeze_after_training), task_adam(lr))
 
 
 def _benchmark(name: str, data_dir: pathlib.Path, device: str, seed: int,
@@ -70,28 +68,26 @@ def _classes(tasks: Sequence[Task]) -> int:
     return len(tasks[0].classes)
 
 
-def _run_faithful_method(method: str, tasks: list[Task], input_dim: int, *, epochs: int, lr: float,
-                         batch_size: int, seed: int, device: str) -> dict:
-    """One row of experiments.py's table: the method trained as that script trained it (spec §2.2, §3)."""
+def _faithful_method(method: str, tasks: list[Task], input_dim: int, *, epochs: int, lr: float, device: str) -> Method:
+    """One row of experiments.py's table: the method as that script trained it (spec §2.2, §3)."""
     n_classes, n_tasks = _classes(tasks), len(tasks)
     full_batch = len(tasks[0].x_train)  # batch_size=None in train_continual_baseline: one step per epoch
-    stream = dict(seed=seed, device=device, evaluate_untrained=False)
+    if method == "dtgma":
+        return _dtgma(DTGMAModel(input_dim, 256, n_classes).to(device), tasks, lr)
     if method in ("finetune", "ewc", "packnet"):
         strategy = {"finetune": Strategy(), "ewc": baselines.FaithfulEWC(1000.0),
                     "packnet": baselines.FaithfulPackNet()}[method]
-        return run_stream(baselines.SharedHeadMLP(input_dim, n_classes), strategy, tasks, epochs=epochs,
-                          batch_size=full_batch, make_optimizer=_adam_over_all(lr), **stream)
+        return Method(baselines.SharedHeadMLP(input_dim, n_classes), strategy, _adam_over_all(lr),
+                      batch_size=full_batch)
     if method == "hat":
-        return run_stream(baselines.HATMLP(input_dim, n_classes, n_tasks), baselines.FaithfulHAT(epochs, 1), tasks,
-                          epochs=epochs, batch_size=full_batch, make_optimizer=_adam_over_all(lr), **stream)
+        return Method(baselines.HATMLP(input_dim, n_classes, n_tasks), baselines.FaithfulHAT(epochs, 1),
+                      _adam_over_all(lr), batch_size=full_batch)
     if method == "derpp":
-        return run_stream(baselines.SharedHeadMLP(input_dim, n_classes), baselines.FaithfulDERPP(), tasks,
-                          epochs=epochs, batch_size=32, make_optimizer=_adam_over_all(lr), optimizer_per_task=False,
-                          **stream)
+        return Method(baselines.SharedHeadMLP(input_dim, n_classes), baselines.FaithfulDERPP(), _adam_over_all(lr),
+                      batch_size=32, optimizer_per_task=False)
     if method in ("lora", "adapter"):
         model = (baselines.LoRAMLP if method == "lora" else baselines.AdapterMLP)(input_dim, n_classes, n_tasks)
-        return run_stream(model, baselines.FreezeEncoderAfterFirstTask(), tasks, epochs=epochs,
-                          batch_size=batch_size, make_optimizer=baselines.adapter_adam(lr), **stream)
+        return Method(model, baselines.FreezeEncoderAfterFirstTask(), baselines.adapter_adam(lr))
     raise ValueError(f"unknown method {method!r}")
 
 
@@ -130,21 +126,16 @@ def baseline_table(*, seed: int, device: str, data_dir: pathlib.Path, benchmark:
     Omniglot, 450/90 per class for CIFAR-100).
     """
     tasks, files, input_dim = _benchmark(benchmark, data_dir, device, seed, stream_options or {})
-    outputs: dict = {"dataset_files": files, "task_test_sizes": [len(t.y_test) for t in tasks]}
-    trained_dtgma: list[DTGMAModel] = []
-    for method in methods:
-        _reseed(seed)
-        if method == "dtgma":
-            model = DTGMAModel(input_dim, 256, _classes(tasks)).to(device)
-            trained_dtgma.append(model)
-            _timed(outputs, method, lambda: train_continual(model, tasks, epochs=epochs, lr=lr, batch_size=batch_size,
-                                                            seed=seed, device=device))
-        else:
-            _timed(outputs, method, lambda: _run_faithful_method(method, tasks, input_dim, epochs=epochs, lr=lr,
-                                                                 batch_size=batch_size, seed=seed, device=device))
-    if trained_dtgma:
-        outputs.update(_task_agnostic(trained_dtgma[0], tasks))
-        outputs["dtgma_parameter_count"] = parameter_count(trained_dtgma[0])
+    results = compare_methods(
+        {method: lambda method=method: _faithful_method(method, tasks, input_dim, epochs=epochs, lr=lr, device=device)
+         for method in methods},
+        tasks, epochs=epochs, batch_size=batch_size, seed=seed, device=device)
+    outputs: dict = {"dataset_files": files, "task_test_sizes": [len(t.y_test) for t in tasks],
+                     **comparison_outputs(results)}
+    if "dtgma" in results:
+        trained_dtgma = results["dtgma"].method.model
+        outputs.update(_task_agnostic(trained_dtgma, tasks))
+        outputs["dtgma_parameter_count"] = parameter_count(trained_dtgma)
         final = {m: float(np.mean(outputs[f"{m}_accuracy_matrix"][-1])) for m in methods}
         for method in methods:
             if method != "dtgma":
@@ -221,7 +212,7 @@ def mask_mechanism(*, seed: int, device: str, data_dir: pathlib.Path, epochs: in
     value instead of 0, compared bit for bit.
     """
     tasks, files = data.split_mnist(data_dir, device, train_per_class=train_per_class, test_per_class=test_per_class)
-    _reseed(seed)
+    seed_everything(seed)
     model = DTGMAModel(784, 256, 2).to(device)
     for task in tasks:
         model.add_task(task.task_id)
@@ -233,7 +224,7 @@ def mask_mechanism(*, seed: int, device: str, data_dir: pathlib.Path, epochs: in
     query_key_grad = max(float(p.grad.abs().max()) for p in _query_key(model, 0).values())
     model.zero_grad(set_to_none=True)
 
-    _reseed(seed)
+    seed_everything(seed)
     result = train_continual(model, tasks, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, device=device)
     model.eval()
     x = torch.cat([task.x_test for task in tasks])
@@ -248,14 +239,14 @@ def mask_mechanism(*, seed: int, device: str, data_dir: pathlib.Path, epochs: in
         model.set_task_mask(0, 0.0)
         collapsed = controls.collapsed_forward(model, x, 0)
 
-    _reseed(seed)
+    seed_everything(seed)
     randomised = DTGMAModel(784, 256, 2).to(device)
     for task in tasks:
         randomised.add_task(task.task_id)
     generator = torch.Generator().manual_seed(seed)
     for layer in randomised.layers:
         layer.task_masks.copy_(torch.randn(layer.task_masks.shape, generator=generator) * random_mask_scale)
-    _reseed(seed)
+    seed_everything(seed)
     randomised_result = train_continual(randomised, tasks, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
                                         device=device, freeze_after_training=False)
     identical = randomised_result["accuracy_matrix"] == result["accuracy_matrix"]
@@ -282,19 +273,20 @@ def freeze_ablation(*, seed: int, device: str, data_dir: pathlib.Path, epochs: i
     Both start from the same seed, so their parameters and matrices can be compared bit for bit.
     """
     tasks, files = data.split_mnist(data_dir, device, train_per_class=train_per_class, test_per_class=test_per_class)
-    outputs: dict = {"dataset_files": files}
-    final_parameters = {}
-    for name, freeze in (("freeze", True), ("no_freeze", False)):
-        _reseed(seed)
-        model = DTGMAModel(784, 256, 2, n_tasks_max=len(tasks)).to(device)
-        _timed(outputs, name, lambda: train_continual(model, tasks, epochs=epochs, lr=lr, batch_size=batch_size,
-                                                      seed=seed, device=device, freeze_after_training=freeze))
-        final_parameters[name] = _snapshot(dict(model.named_parameters()))
-    outputs["freeze_no_freeze_matrices_identical"] = (
-        outputs["freeze_accuracy_matrix"] == outputs["no_freeze_accuracy_matrix"])
-    outputs["freeze_no_freeze_max_abs_parameter_difference"] = _max_abs(final_parameters["freeze"],
-                                                                         final_parameters["no_freeze"])
-    return outputs
+    results = compare_methods(
+        {name: lambda freeze=freeze: _dtgma(DTGMAModel(784, 256, 2, n_tasks_max=len(tasks)).to(device), tasks, lr,
+                                            freeze)
+         for name, freeze in (("freeze", True), ("no_freeze", False))},
+        tasks, epochs=epochs, batch_size=batch_size, seed=seed, device=device)
+    freeze, no_freeze = results["freeze"], results["no_freeze"]
+    return {
+        "dataset_files": files,
+        **comparison_outputs(results),
+        "freeze_no_freeze_matrices_identical": freeze.accuracy_matrix == no_freeze.accuracy_matrix,
+        "freeze_no_freeze_max_abs_parameter_difference": _max_abs(
+            _snapshot(dict(freeze.method.model.named_parameters())),
+            _snapshot(dict(no_freeze.method.model.named_parameters()))),
+    }
 
 
 def scalability(*, seed: int, device: str, data_dir: pathlib.Path, task_counts: Sequence[int] = (5, 10, 16, 20),
@@ -310,10 +302,10 @@ def scalability(*, seed: int, device: str, data_dir: pathlib.Path, task_counts: 
         tasks, files = data.permuted_mnist(data_dir, device, n_tasks=n_tasks, n_train=n_train, n_test=n_test,
                                            permutation_seed=permutation_seed)
         outputs["dataset_files"] = files
-        _reseed(seed)
-        model = DTGMAModel(784, 256, 10, n_tasks_max=n_tasks).to(device)
-        _timed(outputs, f"tasks_{n_tasks}", lambda: train_continual(model, tasks, epochs=epochs, lr=lr,
-                                                                    batch_size=batch_size, seed=seed, device=device))
+        results = compare_methods(
+            {f"tasks_{n_tasks}": lambda: _dtgma(DTGMAModel(784, 256, 10, n_tasks_max=n_tasks).to(device), tasks, lr)},
+            tasks, epochs=epochs, batch_size=batch_size, seed=seed, device=device)
+        outputs.update(comparison_outputs(results))
     return outputs
 
 
@@ -334,10 +326,9 @@ def forgetting_all_benchmarks(*, seed: int, device: str, data_dir: pathlib.Path,
     for name, build in streams.items():
         tasks, files = build()
         outputs["dataset_files"].update(files)
-        _reseed(seed)
-        model = DTGMAModel(784, 256, _classes(tasks)).to(device)
-        _timed(outputs, name, lambda: train_continual(model, tasks, epochs=epochs, lr=lr, batch_size=batch_size,
-                                                      seed=seed, device=device))
+        results = compare_methods({name: lambda: _dtgma(DTGMAModel(784, 256, _classes(tasks)).to(device), tasks, lr)},
+                                  tasks, epochs=epochs, batch_size=batch_size, seed=seed, device=device)
+        outputs.update(comparison_outputs(results))
         matrix = np.asarray(outputs[f"{name}_accuracy_matrix"])
         for j in range(len(tasks) - 1):
             forgetting += [matrix[j:, j].max() - matrix[-1, j], matrix[j, j] - matrix[-1, j]]
@@ -346,25 +337,19 @@ def forgetting_all_benchmarks(*, seed: int, device: str, data_dir: pathlib.Path,
     return outputs
 
 
-def _run_control(method: str, tasks: list[Task], *, epochs: int, lr: float, batch_size: int, seed: int,
-                 device: str, ewc_lambda: float) -> dict:
+def _control(method: str, tasks: list[Task], *, lr: float, device: str, ewc_lambda: float) -> Method:
     n_classes, n_tasks = _classes(tasks), len(tasks)
-    stream = dict(epochs=epochs, batch_size=batch_size, seed=seed, device=device, evaluate_untrained=False)
     if method == "dtgma":
-        return train_continual(DTGMAModel(784, 256, n_classes).to(device), tasks, epochs=epochs, lr=lr,
-                               batch_size=batch_size, seed=seed, device=device)
+        return _dtgma(DTGMAModel(784, 256, n_classes).to(device), tasks, lr)
     if method == "independent_mlp":
-        return run_stream(controls.IndependentMLPs(784, n_classes, n_tasks), Strategy(), tasks,
-                          make_optimizer=_adam_over_task(lr), **stream)
+        return Method(controls.IndependentMLPs(784, n_classes, n_tasks), Strategy(), _adam_over_task(lr))
     if method == "random_projection_residual":
-        return run_stream(controls.RandomProjectionResiduals(784, n_classes, n_tasks), Strategy(), tasks,
-                          make_optimizer=_adam_over_task(lr), **stream)
+        return Method(controls.RandomProjectionResiduals(784, n_classes, n_tasks), Strategy(), _adam_over_task(lr))
     if method == "multihead_finetune":
-        return run_stream(MultiHeadMLP(784, [256, 256], n_tasks, n_classes), Strategy(), tasks,
-                          make_optimizer=_adam_over_all(lr), **stream)
+        return Method(MultiHeadMLP(784, [256, 256], n_tasks, n_classes), Strategy(), _adam_over_all(lr))
     if method == "multihead_ewc":
-        return run_stream(MultiHeadMLP(784, [256, 256], n_tasks, n_classes), baselines.FaithfulEWC(ewc_lambda),
-                          tasks, make_optimizer=_adam_over_all(lr), **stream)
+        return Method(MultiHeadMLP(784, [256, 256], n_tasks, n_classes), baselines.FaithfulEWC(ewc_lambda),
+                      _adam_over_all(lr))
     raise ValueError(f"unknown control {method!r}")
 
 
@@ -379,11 +364,11 @@ def task_id_controls(*, seed: int, device: str, data_dir: pathlib.Path, methods:
     lambda, untuned).
     """
     tasks, files = data.split_mnist(data_dir, device, train_per_class=train_per_class, test_per_class=test_per_class)
-    outputs: dict = {"dataset_files": files}
-    for method in methods:
-        _reseed(seed)
-        _timed(outputs, method, lambda: _run_control(method, tasks, epochs=epochs, lr=lr, batch_size=batch_size,
-                                                     seed=seed, device=device, ewc_lambda=ewc_lambda))
+    results = compare_methods(
+        {method: lambda method=method: _control(method, tasks, lr=lr, device=device, ewc_lambda=ewc_lambda)
+         for method in methods},
+        tasks, epochs=epochs, batch_size=batch_size, seed=seed, device=device)
+    outputs: dict = {"dataset_files": files, **comparison_outputs(results)}
     final = {m: float(np.mean(outputs[f"{m}_accuracy_matrix"][-1])) for m in methods}
     for method in methods:
         if method != "dtgma":
@@ -391,32 +376,36 @@ def task_id_controls(*, seed: int, device: str, data_dir: pathlib.Path, methods:
     return outputs
 
 
-def _run_resnet_method(method: str, tasks: list[Task], *, epochs: int, lr: float, batch_size: int, seed: int,
-                       device: str, freeze_backbone_statistics: bool) -> tuple[dict, nn.Module]:
+def _dtgma_cnn(tasks: list[Task], strategy: cnn.DTGMACNNTraining, *, lr: float, device: str,
+               freeze_backbone_statistics: bool) -> Method:
+    """train_dtgma_cnn with `strategy` (DTGMACNNTraining or one that also records): every task registered first."""
+    model = cnn.DTGMAWithCNN(_classes(tasks), freeze_backbone_statistics=freeze_backbone_statistics).to(device)
+    for task in tasks:
+        model.dtgma.add_task(task.task_id)
+    return Method(model, strategy, cnn.dtgma_cnn_adam(lr))
+
+
+def _resnet_method(method: str, tasks: list[Task], *, epochs: int, lr: float, batch_size: int, device: str,
+                   freeze_backbone_statistics: bool) -> Method:
     """cnn_experiments.py (spec §2.6, §3 CNN baselines): Adam lr 1e-3, batch 64, one shared head except DTG-MA."""
     n_classes, n_tasks = _classes(tasks), len(tasks)
-    stream = dict(epochs=epochs, batch_size=batch_size, seed=seed, device=device, evaluate_untrained=False)
     steps_per_epoch = math.ceil(len(tasks[0].x_train) / batch_size)
     if method == "dtgma":
-        model = cnn.DTGMAWithCNN(n_classes, freeze_backbone_statistics=freeze_backbone_statistics).to(device)
-        for task in tasks:
-            model.dtgma.add_task(task.task_id)
-        return run_stream(model, cnn.DTGMACNNTraining(), tasks, make_optimizer=cnn.dtgma_cnn_adam(lr), **stream), model
-    persistent = dict(make_optimizer=_adam_over_all(lr), optimizer_per_task=False)
+        return _dtgma_cnn(tasks, cnn.DTGMACNNTraining(), lr=lr, device=device,
+                          freeze_backbone_statistics=freeze_backbone_statistics)
     if method in ("finetune", "ewc", "derpp"):
         strategy = {"finetune": Strategy(), "ewc": baselines.FaithfulEWC(1000.0, fisher_samples=200),
                     "derpp": baselines.FaithfulDERPP(replay_batch=32)}[method]
         model = cnn.ResNetSharedHead(n_classes)
-        return run_stream(model, strategy, tasks, **persistent, **stream), model
-    if method == "hat":
+    elif method == "hat":
         model = cnn.ResNetHAT(n_classes, n_tasks)
         strategy = cnn.ResNetHATRegulariserOnly(epochs, steps_per_epoch)
-        return run_stream(model, strategy, tasks, **persistent, **stream), model
-    if method == "packnet":
+    elif method == "packnet":
         model = cnn.ResNetExtraLayer(n_classes)
         strategy = baselines.FaithfulPackNet(layer_names=("fc",), mask_gradients=False)
-        return run_stream(model, strategy, tasks, **persistent, **stream), model
-    raise ValueError(f"unknown ResNet method {method!r}")
+    else:
+        raise ValueError(f"unknown ResNet method {method!r}")
+    return Method(model, strategy, _adam_over_all(lr), optimizer_per_task=False)
 
 
 def resnet_table(*, seed: int, device: str, data_dir: pathlib.Path, methods: Sequence[str] = RESNET_METHODS,
@@ -429,16 +418,14 @@ def resnet_table(*, seed: int, device: str, data_dir: pathlib.Path, methods: Seq
     """
     tasks, files = data.split_mnist(data_dir, device, train_per_class=train_per_class,
                                     test_per_class=test_per_class, flatten=False)
-    outputs: dict = {"dataset_files": files}
-    for method in methods:
-        _reseed(seed)
-        started = time.perf_counter()
-        result, model = _run_resnet_method(method, tasks, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
-                                           device=device, freeze_backbone_statistics=freeze_backbone_statistics)
-        outputs[f"{method}_accuracy_matrix"] = result["accuracy_matrix"]
-        outputs[f"{method}_seconds"] = time.perf_counter() - started
-        outputs[f"{method}_parameter_count"] = parameter_count(model)
-    return outputs
+    results = compare_methods(
+        {method: lambda method=method: _resnet_method(method, tasks, epochs=epochs, lr=lr, batch_size=batch_size,
+                                                      device=device,
+                                                      freeze_backbone_statistics=freeze_backbone_statistics)
+         for method in methods},
+        tasks, epochs=epochs, batch_size=batch_size, seed=seed, device=device)
+    return {"dataset_files": files, **comparison_outputs(results),
+            **{f"{name}_parameter_count": parameter_count(result.method.model) for name, result in results.items()}}
 
 
 class _RecordTaskZero(cnn.DTGMACNNTraining):
@@ -474,19 +461,14 @@ def resnet_batchnorm_drift(*, seed: int, device: str, data_dir: pathlib.Path, ep
     """
     tasks, files = data.split_mnist(data_dir, device, train_per_class=train_per_class,
                                     test_per_class=test_per_class, flatten=False)
-    outputs: dict = {"dataset_files": files}
-    for name, frozen in (("bn_updating", False), ("bn_frozen", True)):
-        _reseed(seed)
-        model = cnn.DTGMAWithCNN(_classes(tasks), freeze_backbone_statistics=frozen).to(device)
-        for task in tasks:
-            model.dtgma.add_task(task.task_id)
-        strategy = _RecordTaskZero(tasks[0].x_test)
-        started = time.perf_counter()
-        result = run_stream(model, strategy, tasks, epochs=epochs, batch_size=batch_size,
-                            make_optimizer=cnn.dtgma_cnn_adam(lr), seed=seed, device=device,
-                            evaluate_untrained=False)
-        outputs[f"{name}_seconds"] = time.perf_counter() - started
-        outputs[f"{name}_accuracy_matrix"] = result["accuracy_matrix"]
+    results = compare_methods(
+        {name: lambda frozen=frozen: _dtgma_cnn(tasks, _RecordTaskZero(tasks[0].x_test), lr=lr, device=device,
+                                                freeze_backbone_statistics=frozen)
+         for name, frozen in (("bn_updating", False), ("bn_frozen", True))},
+        tasks, epochs=epochs, batch_size=batch_size, seed=seed, device=device)
+    outputs: dict = {"dataset_files": files, **comparison_outputs(results)}
+    for name, result in results.items():
+        model, strategy = result.method.model, result.method.strategy
         outputs[f"{name}_max_running_mean_drift"] = _max_abs(cnn.batchnorm_running_means(model.backbone),
                                                              strategy.running_means_after_task0)
         flipped = _predictions(model, tasks[0].x_test) != strategy.predictions_after_task0
