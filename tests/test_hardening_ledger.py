@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from verify import cli
@@ -294,9 +294,11 @@ def test_generated_malformed_ledgers_are_rejected_in_one_line_or_load_clean(tmp_
         entries = load_ledger(path, seeds_dir)
     except LedgerError as error:
         message = str(error)
+        event("rejected")
         assert "\n" not in message and str(path) in message
         return
     # Accepted: only a harmless change (an optional field dropped, or a value as good as the original).
+    event("accepted")
     (entry,) = entries
     assert all(0 <= seed < 2**32 for seed in entry.seeds) and math.isfinite(entry.tolerance)
     assert resolve_protocol(entry.protocol) and not set(entry.params) & {"seed", "seeds", "device", "data_dir"}

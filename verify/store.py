@@ -374,12 +374,13 @@ def _list(value: Any) -> str | None:
 
 
 # The records are checked one by one after this, so that an error can name the record.
-_EXPORT = _object({"format": _string, "exported": _string, "runs": _list, "verdicts": _list}, closed=False)
+_EXPORT = _object({"exported": _string, "runs": _list, "verdicts": _list}, closed=False)
 
 
 def _plain_json_problem(record: dict[str, Any]) -> str | None:
-    """What no schema field says: nothing nests deeper than _MAX_DEPTH, and every string and key is
-    Unicode that UTF-8 can store (a JSON escape such as \\ud800 makes a lone surrogate)."""
+    """What no schema field says: nothing nests deeper than _MAX_DEPTH, every number is finite
+    (Python's JSON reader takes NaN, Infinity and 1e400, which canonical JSON refuses), and every
+    string and key is Unicode that UTF-8 can store (a JSON escape such as \\ud800 is a lone surrogate)."""
     pending = [(value, 1, name) for name, value in record.items()]
     for name in record:
         pending.append((name, 1, name))
@@ -392,6 +393,8 @@ def _plain_json_problem(record: dict[str, Any]) -> str | None:
                 value.encode("utf-8")
             except UnicodeEncodeError:
                 return f"field {_shorten(field_name)}: text {_shorten(value)} is not valid Unicode"
+        elif isinstance(value, float) and not math.isfinite(value):
+            return f"field {_shorten(field_name)}: {value} is not a number JSON allows"
         elif isinstance(value, dict):
             pending.extend((item, depth + 1, field_name) for pair in value.items() for item in pair)
         elif isinstance(value, list):
@@ -408,17 +411,6 @@ def _record_label(kind: str, index: int, record: Any) -> str:
     return f"verdict {index}" + (f" ({_shorten(claim)} on {_shorten(device)})" if isinstance(claim, str) else "")
 
 
-def _reject_constant(name: str) -> float:
-    raise ValueError(f"{name} is not a number JSON allows")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):  # 1e400 parses to infinity
-        raise ValueError(f"{text} is out of range")
-    return value
-
-
 def read_export(path: Path | str) -> dict[str, Any]:
     """Read an exported results file and check all of it against the format; raises ExportError
     (one line naming the file and the record) for anything the store or the report could not use."""
@@ -428,10 +420,10 @@ def read_export(path: Path | str) -> dict[str, Any]:
     except UnicodeDecodeError as error:
         raise ExportError(f"{path}: not a JSON results file: not UTF-8 ({error.reason} at byte {error.start})") from None
     try:
-        document = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        document = json.loads(text)
     except RecursionError:
         raise ExportError(f"{path}: not a JSON results file: nested too deeply") from None
-    except ValueError as error:  # json.JSONDecodeError, or a number the hooks above refuse
+    except json.JSONDecodeError as error:
         raise ExportError(f"{path}: not a JSON results file: {error}") from None
     if not isinstance(document, dict) or document.get("format") != EXPORT_FORMAT:
         raise ExportError(f"{path}: not a results export (expected format {EXPORT_FORMAT!r})")
