@@ -148,7 +148,7 @@ def _shown(text: str) -> str:
     return text if text.isprintable() else repr(text)
 
 
-def _plain_json_problem(value: Any) -> str | None:
+def _json_problem(value: Any) -> str | None:
     """Why `value` cannot be stored as canonical JSON (dates, NaN, infinities), or None."""
     try:
         json.dumps(value, allow_nan=False)
@@ -321,7 +321,7 @@ class _EntryValidator:
             inspect.signature(metric).bind(None, **value)  # None stands for the outputs
         except TypeError as error:
             raise self.fail("metric_args", f"do not fit metric {self.raw['metric']!r}: {error}") from None
-        problem = _plain_json_problem(value)
+        problem = _json_problem(value)
         if problem:
             raise self.fail("metric_args", problem)
         return value
@@ -332,7 +332,7 @@ class _EntryValidator:
         if reserved:
             raise self.fail(name, f"{', '.join(reserved)} is set by the runner, not the ledger "
                                   f"(reserved: {', '.join(RESERVED_PARAMS)})")
-        problem = _plain_json_problem(value)
+        problem = _json_problem(value)
         if problem:
             raise self.fail(name, problem)
         return value
