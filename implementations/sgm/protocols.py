@@ -577,3 +577,12 @@ def interference_script(*, seed: int, device: str, data_dir: pathlib.Path,
     raise PrerequisiteMissing(
         f"{script} exists in no commit of ACD421/sgm-continual-learning, and no other code defines the "
         "interference number or EWC's 6.141671: there is no protocol to reproduce")
+
+
+# numpy experiments: the device never reaches them, so one run (keyed with device "any") serves every
+# device's verdicts instead of repeating the same CPU work under a CUDA identity.
+for _numpy_protocol in (quickstart_retention, ultimate_sequential_retention, extreme_sequential_retention,
+                        parameter_scaling_retention, transformer_layers_retention, oscillation_retention,
+                        academic_validation, gradient_interference, quantization_retention, interference_script):
+    _numpy_protocol.device_independent = True
+del _numpy_protocol
