@@ -213,3 +213,17 @@ def test_nice_ticks_cover_the_range():
     ticks, decimals = plots.nice_ticks(1.08995, 1.09085)
     assert ticks[0] >= 1.08995 and ticks[-1] <= 1.09085 and len(ticks) >= 3
     assert len({f"{t:.{decimals}f}" for t in ticks}) == len(ticks)
+
+
+def test_device_independent_entry_is_shown_once(tmp_path):
+    """CPU and CUDA verdicts read the same device-independent runs: one cell, labelled."""
+    cpu = read_export(CPU_EXPORT)
+    record = copy.deepcopy(next(r for r in cpu["verdicts"] if r["claim_id"] == "sgm-quickstart-retention"))
+    record["device_independent"] = True
+    on_cuda = {**copy.deepcopy(record), "device": "cuda", "device_name": "a GPU"}
+    html = report.write_report([record, on_cuda], cpu["runs"], tmp_path / "index.html").read_text(encoding="utf-8")
+    assert len(badges(claim_row(html, "sgm-quickstart-retention"))) == 1
+    assert "device-independent: run once, valid for every device" in html
+    separate = {**on_cuda, "device_independent": False}
+    html = report.write_report([record, separate], cpu["runs"], tmp_path / "two.html").read_text(encoding="utf-8")
+    assert len(badges(claim_row(html, "sgm-quickstart-retention"))) == 2
