@@ -115,8 +115,9 @@ class Plan:
             lines.append(f"[{index}/{len(self.jobs)}] {job.describe()}  est. {estimate}  ({readers})")
         known, unknown = self.estimate()
         total = format_seconds(known) + (f" + {unknown} run(s) of unknown length" if unknown else "")
-        wall = "" if workers <= 1 or not self.jobs else f", about {format_seconds(known / min(workers, len(self.jobs)))} " \
-                                                          f"of wall time on {workers} workers"
+        wall = ""
+        if workers > 1 and self.jobs and not unknown:
+            wall = f", about {format_seconds(known / min(workers, len(self.jobs)))} of wall time on {workers} workers"
         lines.append(f"pending: {self.pending_runs} run(s) in {len(self.jobs)} job(s), estimated {total}{wall}; "
                      f"already stored: {self.cached}; entries needing no run here: {len(self.skipped)}")
         return lines
