@@ -28,13 +28,7 @@ from implementations.dtgma.cnn import BasicBlock
 from implementations.dtgma.model import DTGMAModel
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: a second intra-op thread only adds synchronisation on a shared host."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def vmap_fisher(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task_id: int | None, names: list[str],

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_dtgma_model import one_thread  # noqa: F401 - autouse fixture: tiny models run on one thread
 
 from implementations.common.prerequisites import PrerequisiteMissing
 from implementations.common.streams import Task
@@ -13,6 +12,8 @@ from implementations.common.training import run_stream
 from implementations.dtgma import baselines, cnn, data
 from implementations.dtgma.model import parameter_count
 from implementations.dtgma.protocols import qwen_text_domains
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models run on one thread
 
 
 def binary_tasks(n_tasks: int = 2, features: int = 20, n: int = 64) -> list[Task]:

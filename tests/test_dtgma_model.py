@@ -14,13 +14,7 @@ from implementations.dtgma.controls import collapsed_forward
 from implementations.dtgma.model import DTGMAModel, parameter_count, train_continual
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These models are tiny: a second intra-op thread only adds synchronisation (and spinning on a busy host)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_model(n_tasks: int = 3, seed: int = 0) -> DTGMAModel:

@@ -36,13 +36,7 @@ def data_dir():
     return directory
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Bitwise comparability (module docstring); tiny models gain nothing from a second thread anyway."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def sequential(seeds, data_dir, device="cpu", **params) -> list[dict]:
