@@ -122,6 +122,17 @@ def test_no_cache_runs_each_unique_run_once(tmp_path, toy):
     assert [again.evaluate(entry)["values"] for entry in entries] == [[0.1, 0.2, 0.30000000000000004]] * 2
 
 
+def test_plan_points_at_runs_stored_under_another_thread_count(tmp_path, toy):
+    entries = toy(toy_entry("a", seeds="[1, 2]"))
+    one = make_runner(tmp_path / "r.sqlite")
+    one.execute(one.plan(entries))
+    two = Runner(ResultsStore(tmp_path / "r.sqlite"), tmp_path, progress=lambda message: None, threads=2)
+    plan = two.plan(entries)
+    assert plan.pending_runs == 2 and plan.other_threads == {1: 2}
+    assert "--threads 1 would reuse them" in plan.lines()[-1]
+    assert one.plan(entries).other_threads == {}
+
+
 def test_estimates_come_from_stored_wall_times(tmp_path, toy):
     entries = toy(toy_entry("a", params="{ sleep = 0.2 }", seeds="[1]") + toy_entry("b", params="{ sleep = 0.2 }",
                                                                                     seeds="[1, 2]"))

@@ -91,6 +91,7 @@ class Plan:
     jobs: list[Job]
     cached: int  # unique runs the selection needs that the store already holds
     skipped: dict[str, str]  # entry id -> why it needs no run here
+    other_threads: dict[int, int] = field(default_factory=dict)  # thread count -> pending runs stored with it
 
     @property
     def pending_runs(self) -> int:
@@ -120,6 +121,10 @@ class Plan:
             wall = f", about {format_seconds(known / min(workers, len(self.jobs)))} of wall time on {workers} workers"
         lines.append(f"pending: {self.pending_runs} run(s) in {len(self.jobs)} job(s), estimated {total}{wall}; "
                      f"already stored: {self.cached}; entries needing no run here: {len(self.skipped)}")
+        if self.other_threads:
+            threads, count = max(self.other_threads.items(), key=lambda item: (item[1], -item[0]))
+            lines.append(f"note: {count} pending run(s) are stored with {threads} CPU thread(s) per run; the thread "
+                         f"count is part of a run's identity, so --threads {threads} would reuse them")
         return lines
 
 
@@ -200,4 +205,13 @@ def build_plan(needs: Iterable[tuple[str, list[RunSpec] | str]], store: ResultsS
     if longest_first:
         jobs.sort(key=lambda job: -(float("inf") if job.estimate is None else job.estimate))
     cached = len(set(specs) & (stored | done))
-    return Plan(jobs, cached, skipped)
+    other_threads: dict[int, int] = {}
+    if pending and skip_stored:
+        by_identity = store.thread_counts()
+        for spec in pending:
+            identity = (spec.protocol, canonical_json(spec.params), spec.seed, spec.device, spec.torch_version,
+                        spec.code_version)
+            for threads in by_identity.get(identity, ()):
+                if threads != spec.threads and not spec.seed_batched:
+                    other_threads[threads] = other_threads.get(threads, 0) + 1
+    return Plan(jobs, cached, skipped, other_threads)

@@ -260,8 +260,8 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
             for line in plan.lines(workers):
                 reporter.write_line(line)
         return True
-    summary = plan.lines(workers)[-1]
-    runner.progress(summary)
+    for line in plan.lines(workers)[len(plan.jobs):]:  # the totals (and any note), not one line per job
+        runner.progress(line)
     runner.execute(plan, state.executor(), workers)
     return None
 
