@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 from verify import report
-from verify.executors import default_workers
 from verify.ledger import LedgerError, default_seeds_dir, load_all, load_ledger
 from verify.store import ResultsStore, merge_verdicts, read_export
 
@@ -35,9 +34,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    import torch
-
-    from verify.runner import Runner, resolve_device
+    from verify.runner import Runner, engine_settings, resolve_device
 
     ledgers: list[Path] = []
     for name in args.paths:
@@ -55,11 +52,10 @@ def _plan(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     device = resolve_device(args.device)
-    workers = default_workers(device) if args.workers == "auto" else int(args.workers)
+    workers, threads, seed_batching = engine_settings(device, args.workers, args.threads, args.seed_batching)
     runner = Runner(ResultsStore(args.results), Path("."), device=device, profile=args.profile,
                     use_cache=not args.no_cache, seed_limit=args.seeds, progress=lambda message: None,
-                    threads=args.threads or max(1, torch.get_num_threads() // workers),
-                    seed_batching=args.seed_batching == "on" or (args.seed_batching == "auto" and device == "cuda"))
+                    threads=threads, seed_batching=seed_batching)
     plan = runner.plan(entries, longest_first=workers > 1)
     print(f"claims plan ({device}, profile {args.profile}, {runner.threads} thread(s) per run, {len(entries)} entries)")
     for line in plan.lines(workers):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import multiprocessing
 import os
+import platform
 import time
 import traceback
 from dataclasses import dataclass
@@ -68,7 +69,6 @@ def device_name(device: str) -> str:
         for line in cpuinfo.read_text().splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
-    import platform
     return platform.processor() or platform.machine()
 
 

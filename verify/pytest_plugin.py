@@ -26,9 +26,9 @@ import pytest
 import torch
 
 from verify import report
-from verify.executors import Executor, PoolExecutor, RayExecutor, SequentialExecutor, default_workers
+from verify.executors import Executor, PoolExecutor, RayExecutor, SequentialExecutor
 from verify.ledger import Entry, LedgerError, default_seeds_dir, load_ledger
-from verify.runner import Runner, resolve_device
+from verify.runner import Runner, engine_settings, resolve_device
 from verify.store import ResultsStore, write_text_atomic
 from verify.verdicts import Verdict
 
@@ -167,8 +167,9 @@ class _SessionState:
                     reporter.write_line(f"[claims] {message}")
 
             device = resolve_device(self.config.getoption("device"))
-            batching = self.config.getoption("seed_batching")
-            threads = self.config.getoption("threads") or max(1, torch.get_num_threads() // self.workers(device))
+            _, threads, seed_batching = engine_settings(device, self.config.getoption("workers"),
+                                                        self.config.getoption("threads"),
+                                                        self.config.getoption("seed_batching"))
             self._runner = Runner(
                 store=ResultsStore(self._path("results")),
                 data_dir=datasets.resolve_data_dir(self.config.getoption("data_dir")),
@@ -178,13 +179,12 @@ class _SessionState:
                 seed_limit=self.config.getoption("seeds"),
                 progress=progress,
                 threads=threads,
-                seed_batching=batching == "on" or (batching == "auto" and device == "cuda"),
+                seed_batching=seed_batching,
             )
         return self._runner
 
     def workers(self, device: str) -> int:
-        requested = self.config.getoption("workers")
-        return default_workers(device) if requested == "auto" else int(requested)
+        return engine_settings(device, self.config.getoption("workers"), None, "off")[0]
 
     def executor(self) -> Executor:
         runner = self.runner

@@ -21,8 +21,8 @@ from typing import Any, Callable, Iterable
 import torch
 
 from verify import metrics
-from verify.executors import (Executor, Progress, SequentialExecutor, can_batch_seeds, device_name,
-                              is_device_independent)
+from verify.executors import (Executor, Progress, SequentialExecutor, can_batch_seeds, default_workers,
+                              device_name, is_device_independent)
 from verify.ledger import Entry
 from verify.planner import ANY_DEVICE, Job, Plan, RunSpec, build_plan
 from verify.store import ResultsStore, Run, now_iso
@@ -40,6 +40,14 @@ def resolve_device(requested: str) -> str:
     if requested not in ("cpu", "cuda"):
         raise ValueError(f"unknown device {requested!r}; use cpu, cuda or auto")
     return requested
+
+
+def engine_settings(device: str, workers: str, threads: int | None, seed_batching: str) -> tuple[int, int, bool]:
+    """(workers, CPU threads per run, seed batching on) from the command line's --workers (a number or
+    auto), --threads (None: torch's threads divided among the workers) and --seed-batching (auto: CUDA)."""
+    count = default_workers(device) if workers == "auto" else int(workers)
+    per_run = threads or max(1, torch.get_num_threads() // count)
+    return count, per_run, seed_batching == "on" or (seed_batching == "auto" and device == "cuda")
 
 
 @lru_cache(maxsize=None)
