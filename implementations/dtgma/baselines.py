@@ -104,6 +104,17 @@ class HATMLP(TaskConditioned):
         h = F.relu(self.fc1(x)) * gate1
         return self.classifier(F.relu(self.fc2(h)) * gate2)
 
+    def task_registered_parameters(self) -> list[nn.Parameter]:
+        """The gate embeddings e1, e2 (one row per task). experiments.py's count does not include them.
+
+        The spec does not say how baselines.py stores HAT's embeddings. But experiments.py printed
+        267K / 855K / 272K for HAT on MNIST / CIFAR-100 / Omniglot, which is the base MLP's
+        267,266 / 855,050 / 271,892. With the embeddings counted it would be 269,826 / 860,170 /
+        277,012. So the model that experiments.py counted held no embeddings, and they count as
+        per-task parameters, like DTG-MA's per-task modules. parameter_count_trained includes them.
+        """
+        return [self.embedding1, self.embedding2]
+
 
 class FaithfulHAT(Strategy):
     """HAT of baselines.py: s = 1 + 399*epoch/E, regulariser 0.01*sum(a) + 10*sum_prev sum(a*mask_prev),

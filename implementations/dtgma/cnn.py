@@ -73,6 +73,10 @@ class DTGMAWithCNN(TaskConditioned):
     def forward(self, x: torch.Tensor, task_id: int) -> torch.Tensor:
         return self.dtgma(self.backbone(x), task_id)
 
+    def task_registered_parameters(self) -> list[nn.Parameter]:
+        """The DTG-MA block's per-task modules and heads (the parameter-count rule's per-task set)."""
+        return self.dtgma.task_registered_parameters()
+
 
 class DTGMACNNTraining(Strategy):
     """train_dtgma_cnn: after task 0 the backbone gets requires_grad=False; every task's modules freeze."""
@@ -135,6 +139,13 @@ class ResNetHAT(TaskConditioned):
 
     def gate(self, task_id: int) -> torch.Tensor:
         return torch.sigmoid(self.scale * self.embedding[task_id])
+
+    def task_registered_parameters(self) -> list[nn.Parameter]:
+        """The gate embeddings, one row per task. They are per-task, as in HATMLP.
+
+        cnn_experiments.py counts after training, so its 11,433,922 includes all of them (spec §1.6, §4 #12).
+        """
+        return [self.embedding]
 
     def forward(self, x: torch.Tensor, task_id: int) -> torch.Tensor:
         return self.classifier(F.relu(self.fc(self.backbone(x))) * self.gate(task_id))

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from implementations.common.models import TaskConditioned
+from implementations.common.parameter_counts import trained_parameter_count
 from implementations.common.streams import Task
 from implementations.common.training import Strategy, run_stream
 
@@ -134,6 +135,15 @@ class DTGMAModel(TaskConditioned):
         for parameter in self.task_parameters(task_id):
             parameter.requires_grad_(False)
 
+    def task_registered_parameters(self) -> list[nn.Parameter]:
+        """What `add_task` created: every registered task's Q/K/V/O, FFNs and head, frozen or not.
+
+        experiments.py counts the model before any task is registered, so it counts none of these
+        (spec §1.6). The parameter-count rule reads this list (implementations/common/parameter_counts.py).
+        """
+        per_task = [*(layer.attention for layer in self.layers), *(layer.ffn for layer in self.layers), self.heads]
+        return [p for module in per_task for p in module.parameters()]
+
     def shared_parameters(self) -> dict[str, torch.Tensor]:
         """Input projection and LayerNorms: never handed to any optimiser by the library loop."""
         return {name: p for name, p in self.named_parameters()
@@ -181,4 +191,8 @@ def train_continual(model: DTGMAModel, tasks: Sequence[Task], *, epochs: int, lr
 
 
 def parameter_count(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+    """Every parameter of `model`. This is item 2 of the one counting rule (``parameter_count_trained``).
+
+    Protocols report counts through implementations.common.parameter_counts.parameter_count_outputs.
+    """
+    return trained_parameter_count(model)

@@ -19,18 +19,24 @@ import torch
 from torch import nn
 
 from implementations.common.models import MultiHeadMLP, forward_on_task
+from implementations.common.parameter_counts import parameter_count_outputs, trained_parameter_count
 from implementations.common.prerequisites import PrerequisiteMissing
 from implementations.common.seeding import seed_everything
 from implementations.common.streams import Task
 from implementations.common.training import Method, Strategy, compare_methods, comparison_outputs
 from implementations.dtgma import baselines, cnn, controls, data
-from implementations.dtgma.model import (DTGMALibraryTraining, DTGMAModel, parameter_count, task_adam,
-                                         train_continual)
+from implementations.dtgma.model import DTGMALibraryTraining, DTGMAModel, task_adam, train_continual
 
 SPLIT_MNIST_METHODS = ("dtgma", "adapter", "hat", "lora", "ewc", "packnet", "finetune", "derpp")
 RESNET_METHODS = ("dtgma", "ewc", "derpp", "hat", "packnet", "finetune")
 CONTROL_METHODS = ("dtgma", "independent_mlp", "random_projection_residual", "multihead_finetune",
                    "multihead_ewc")
+
+# Where each source script counts parameters (spec §1.6, §2.2). This is `counted_at` of the one
+# counting rule in implementations/common/parameter_counts.py.
+EXPERIMENTS_PY_COUNTS_AT = "construction"  # experiments.py: a fresh model, before any task is registered
+CNN_EXPERIMENTS_PY_COUNTS_AT = "after_training"  # cnn_experiments.py: the trained model
+MLP_BENCHMARKS = {"split_mnist": (784, 2, 5), "split_cifar100": (3072, 10, 10), "omniglot": (784, 20, 10)}
 
 
 def _adam_over_all(lr: float):
@@ -124,6 +130,10 @@ def baseline_table(*, seed: int, device: str, data_dir: pathlib.Path, benchmark:
     stream_options: keywords of the benchmark's stream builder in `data` (default: the faithful
     1000/100 per class for Split MNIST, the first 200 background characters split 15/5 for
     Omniglot, 450/90 per class for CIFAR-100).
+
+    Every method also reports `<method>_parameter_count`, which is what experiments.py counted: the
+    model before any task is registered. It reports `<method>_parameter_count_trained` too, every
+    parameter of the trained model. Both come from implementations/common/parameter_counts.py.
     """
     tasks, files, input_dim = _benchmark(benchmark, data_dir, device, seed, stream_options or {})
     results = compare_methods(
@@ -132,10 +142,10 @@ def baseline_table(*, seed: int, device: str, data_dir: pathlib.Path, benchmark:
         tasks, epochs=epochs, batch_size=batch_size, seed=seed, device=device)
     outputs: dict = {"dataset_files": files, "task_test_sizes": [len(t.y_test) for t in tasks],
                      **comparison_outputs(results)}
+    for name, result in results.items():
+        outputs.update(parameter_count_outputs(result.method.model, EXPERIMENTS_PY_COUNTS_AT, prefix=f"{name}_"))
     if "dtgma" in results:
-        trained_dtgma = results["dtgma"].method.model
-        outputs.update(_task_agnostic(trained_dtgma, tasks))
-        outputs["dtgma_parameter_count"] = parameter_count(trained_dtgma)
+        outputs.update(_task_agnostic(results["dtgma"].method.model, tasks))
         final = {m: float(np.mean(outputs[f"{m}_accuracy_matrix"][-1])) for m in methods}
         for method in methods:
             if method != "dtgma":
@@ -143,43 +153,80 @@ def baseline_table(*, seed: int, device: str, data_dir: pathlib.Path, benchmark:
     return outputs
 
 
+def _stub_tasks(n_tasks: int, input_shape: tuple[int, ...], n_classes: int, n_train: int) -> list[Task]:
+    """Tasks with the right ids, class count and training-set size and no real data.
+
+    They let the method builders of the tables build the exact models without loading a dataset.
+    """
+    x, y = torch.zeros(n_train, *input_shape), torch.zeros(n_train, dtype=torch.long)
+    return [Task(task_id, tuple(range(n_classes)), x, y, x[:1], y[:1], labels="local") for task_id in range(n_tasks)]
+
+
 def parameter_counts(*, seed: int, device: str, data_dir: pathlib.Path) -> dict:
-    """Every parameter count the claims name, fresh (as experiments.py printed) and with tasks registered."""
+    """Every parameter count the claims name, by the one rule of implementations/common/parameter_counts.py.
 
-    def dtgma(input_dim: int, n_classes: int, n_tasks: int, **options) -> tuple[int, int]:
-        model = DTGMAModel(input_dim, num_classes=n_classes, **options)
-        fresh = parameter_count(model)
-        for task_id in range(n_tasks):
-            model.add_task(task_id)
-        return fresh, parameter_count(model)
+    Each table method's model is built by the builder its table uses (`_faithful_method`,
+    `_resnet_method`), with every task registered. No training happens: no method grows parameters
+    while it trains. Keys:
 
+    - `<method>_<benchmark>_parameter_count`: rule item 1, counted where the source counted.
+      For the experiments.py benchmarks (split_mnist, split_cifar100, omniglot) that is the model
+      as built, before any task is registered. For the ResNet table (`<method>_resnet_...`) it is
+      the trained model, as cnn_experiments.py counts.
+    - `<method>_<benchmark>_parameter_count_trained`: rule item 2, every parameter with all tasks
+      registered.
+    - `dtgma_<setting>_fresh` / `dtgma_<setting>_registered`: the same two counts for DTG-MA,
+      including the Qwen and full-benchmark settings, which have no baseline table.
+    - `dtgma_parameters_per_task_c2` and `dtgma_<benchmark>_registered_over_baseline_mlp`.
+    - Aliases kept until the ledger names the keys above: `baseline_mlp_<b>` (= finetune, ewc,
+      packnet and derpp `_<b>_parameter_count`), `lora_<b>`, `adapter_<b>` (= their
+      `_parameter_count`), `hat_<b>` (= `hat_<b>_parameter_count_trained`, with the gate
+      embeddings), `resnet18_mnist` (the backbone alone), `dtgma_resnet_registered`,
+      `resnet_shared_head`, `resnet_hat`, `resnet_packnet` (= `<method>_resnet_parameter_count`).
+    """
     outputs: dict = {}
+    for benchmark, (input_dim, n_classes, n_tasks) in MLP_BENCHMARKS.items():
+        tasks = _stub_tasks(n_tasks, (input_dim,), n_classes, n_train=2)
+        for method in SPLIT_MNIST_METHODS:
+            seed_everything(seed)
+            model = _faithful_method(method, tasks, input_dim, epochs=1, lr=1e-3, device="cpu").model
+            outputs.update(parameter_count_outputs(model, EXPERIMENTS_PY_COUNTS_AT, prefix=f"{method}_{benchmark}_"))
+    tasks = _stub_tasks(5, (1, 28, 28), 2, n_train=2)
+    for method in RESNET_METHODS:
+        seed_everything(seed)
+        model = _resnet_method(method, tasks, epochs=1, lr=1e-3, batch_size=64, device="cpu",
+                               freeze_backbone_statistics=False).model
+        outputs.update(parameter_count_outputs(model, CNN_EXPERIMENTS_PY_COUNTS_AT, prefix=f"{method}_resnet_"))
+
+    for benchmark in MLP_BENCHMARKS:
+        outputs[f"dtgma_{benchmark}_fresh"] = outputs[f"dtgma_{benchmark}_parameter_count"]
+        outputs[f"dtgma_{benchmark}_registered"] = outputs[f"dtgma_{benchmark}_parameter_count_trained"]
     for name, (input_dim, n_classes, n_tasks, options) in {
-        "split_mnist": (784, 2, 5, {}), "split_cifar100": (3072, 10, 10, {}), "omniglot": (784, 20, 10, {}),
         "qwen_8_tasks": (1536, 2, 8, {"n_tasks_max": 8}),
         "full_benchmark_cifar": (3072, 10, 10, {"hidden_dim": 512, "n_heads": 8}),
     }.items():
-        fresh, registered = dtgma(input_dim, n_classes, n_tasks, **options)
-        outputs[f"dtgma_{name}_fresh"] = fresh
-        outputs[f"dtgma_{name}_registered"] = registered
-        if name in ("split_mnist", "split_cifar100", "omniglot"):
-            outputs[f"baseline_mlp_{name}"] = parameter_count(baselines.SharedHeadMLP(input_dim, n_classes))
-            outputs[f"lora_{name}"] = parameter_count(baselines.LoRAMLP(input_dim, n_classes, n_tasks))
-            outputs[f"adapter_{name}"] = parameter_count(baselines.AdapterMLP(input_dim, n_classes, n_tasks))
-            outputs[f"hat_{name}"] = parameter_count(baselines.HATMLP(input_dim, n_classes, n_tasks))
-            outputs[f"dtgma_{name}_registered_over_baseline_mlp"] = (
-                registered / outputs[f"baseline_mlp_{name}"])
+        model = DTGMAModel(input_dim, num_classes=n_classes, **options)
+        for task_id in range(n_tasks):
+            model.add_task(task_id)
+        counts = parameter_count_outputs(model, EXPERIMENTS_PY_COUNTS_AT)
+        outputs[f"dtgma_{name}_fresh"] = counts["parameter_count"]
+        outputs[f"dtgma_{name}_registered"] = counts["parameter_count_trained"]
     per_task = DTGMAModel(784, num_classes=2)
     per_task.add_task(0)
-    outputs["dtgma_parameters_per_task_c2"] = parameter_count(per_task) - outputs["dtgma_split_mnist_fresh"]
-    resnet_dtgma = cnn.DTGMAWithCNN(2)
-    for task_id in range(5):
-        resnet_dtgma.dtgma.add_task(task_id)
-    outputs["resnet18_mnist"] = parameter_count(cnn.ResNet18MNIST())
-    outputs["dtgma_resnet_registered"] = parameter_count(resnet_dtgma)
-    outputs["resnet_shared_head"] = parameter_count(cnn.ResNetSharedHead(2))
-    outputs["resnet_hat"] = parameter_count(cnn.ResNetHAT(2, 5))
-    outputs["resnet_packnet"] = parameter_count(cnn.ResNetExtraLayer(2))
+    outputs["dtgma_parameters_per_task_c2"] = trained_parameter_count(per_task) - outputs["dtgma_split_mnist_fresh"]
+
+    for benchmark in MLP_BENCHMARKS:
+        outputs[f"baseline_mlp_{benchmark}"] = outputs[f"finetune_{benchmark}_parameter_count"]
+        outputs[f"lora_{benchmark}"] = outputs[f"lora_{benchmark}_parameter_count"]
+        outputs[f"adapter_{benchmark}"] = outputs[f"adapter_{benchmark}_parameter_count"]
+        outputs[f"hat_{benchmark}"] = outputs[f"hat_{benchmark}_parameter_count_trained"]
+        outputs[f"dtgma_{benchmark}_registered_over_baseline_mlp"] = (
+            outputs[f"dtgma_{benchmark}_registered"] / outputs[f"baseline_mlp_{benchmark}"])
+    outputs["resnet18_mnist"] = trained_parameter_count(cnn.ResNet18MNIST())
+    outputs["dtgma_resnet_registered"] = outputs["dtgma_resnet_parameter_count"]
+    outputs["resnet_shared_head"] = outputs["finetune_resnet_parameter_count"]
+    outputs["resnet_hat"] = outputs["hat_resnet_parameter_count"]
+    outputs["resnet_packnet"] = outputs["packnet_resnet_parameter_count"]
     return outputs
 
 
@@ -361,7 +408,8 @@ def task_id_controls(*, seed: int, device: str, data_dir: pathlib.Path, methods:
     Every method gets a head per task, the task id at training and test time, minibatch 64, the same
     epochs and lr, and a fresh Adam per task. Controls (per-task networks) optimise only the task's
     own parameters, as DTG-MA does; fine-tuning and EWC optimise everything (EWC with the source's
-    lambda, untuned).
+    lambda, untuned). `<method>_parameter_count_trained` counts every parameter of each trained model
+    (spec §5.4 item 3: counts with all tasks registered).
     """
     tasks, files = data.split_mnist(data_dir, device, train_per_class=train_per_class, test_per_class=test_per_class)
     results = compare_methods(
@@ -369,6 +417,8 @@ def task_id_controls(*, seed: int, device: str, data_dir: pathlib.Path, methods:
          for method in methods},
         tasks, epochs=epochs, batch_size=batch_size, seed=seed, device=device)
     outputs: dict = {"dataset_files": files, **comparison_outputs(results)}
+    for name, result in results.items():  # no source table counts these: only the trained count (rule item 2)
+        outputs[f"{name}_parameter_count_trained"] = trained_parameter_count(result.method.model)
     final = {m: float(np.mean(outputs[f"{m}_accuracy_matrix"][-1])) for m in methods}
     for method in methods:
         if method != "dtgma":
@@ -414,7 +464,8 @@ def resnet_table(*, seed: int, device: str, data_dir: pathlib.Path, methods: Seq
     """cnn_experiments.py --backbone resnet (spec §2.6): 10 epochs as run (the README says 30).
 
     The Fine-tune / EWC / DER++ / PackNet baselines get no task id; all BatchNorm statistics drift
-    in train mode, as in the original.
+    in train mode, as in the original. `<method>_parameter_count` is counted on the trained model, as
+    cnn_experiments.py counts, so it equals `<method>_parameter_count_trained`.
     """
     tasks, files = data.split_mnist(data_dir, device, train_per_class=train_per_class,
                                     test_per_class=test_per_class, flatten=False)
@@ -424,8 +475,10 @@ def resnet_table(*, seed: int, device: str, data_dir: pathlib.Path, methods: Seq
                                                       freeze_backbone_statistics=freeze_backbone_statistics)
          for method in methods},
         tasks, epochs=epochs, batch_size=batch_size, seed=seed, device=device)
-    return {"dataset_files": files, **comparison_outputs(results),
-            **{f"{name}_parameter_count": parameter_count(result.method.model) for name, result in results.items()}}
+    outputs: dict = {"dataset_files": files, **comparison_outputs(results)}
+    for name, result in results.items():
+        outputs.update(parameter_count_outputs(result.method.model, CNN_EXPERIMENTS_PY_COUNTS_AT, prefix=f"{name}_"))
+    return outputs
 
 
 class _RecordTaskZero(cnn.DTGMACNNTraining):
