@@ -316,11 +316,10 @@ class _EntryValidator:
 
     def _metric_args(self) -> dict[str, Any]:
         value = dict(self.raw.get("metric_args", {}))
-        metric = metrics.REGISTRY[self.raw["metric"]]
-        try:
-            inspect.signature(metric).bind(None, **value)  # None stands for the outputs
-        except TypeError as error:
-            raise self.fail("metric_args", f"do not fit metric {self.raw['metric']!r}: {error}") from None
+        try:  # binds the arguments to the metric, and any nested metric specifications to theirs
+            metrics.check_args(self.raw["metric"], value)
+        except ValueError as error:
+            raise self.fail("metric_args", str(error)) from None
         problem = _json_problem(value)
         if problem:
             raise self.fail("metric_args", problem)

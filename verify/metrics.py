@@ -7,6 +7,7 @@ source used. Metrics read a protocol's outputs dict (see docs/CONTRACTS.md) and 
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
@@ -166,10 +167,47 @@ def maximum(outputs: Mapping[str, Any], key: str) -> float:
     return float(_numbers(outputs, key).max())
 
 
+# An operand of a composed metric (`difference`, `ratio`): an output key, read with `value`, or a
+# metric specification {"metric": name, **args}, computed with `compute` (it may compose further).
+Operand = str | Mapping[str, Any]
+# composed metric name -> the names of its operand arguments
+OPERANDS: dict[str, tuple[str, ...]] = {"difference": ("key", "minus"), "ratio": ("key", "over")}
+# How deep specifications may nest (a difference of ratios of ... ); ledgers need two or three levels.
+MAX_NESTING = 8
+
+
+def _operand(outputs: Mapping[str, Any], operand: Any) -> float:
+    """The number an operand stands for: `value(outputs, key)` for a key, else the metric it specifies."""
+    if isinstance(operand, str):
+        return value(outputs, operand)
+    if isinstance(operand, Mapping) and isinstance(operand.get("metric"), str):
+        args = {name: argument for name, argument in operand.items() if name != "metric"}
+        return compute(operand["metric"], outputs, args)
+    raise ValueError(f"an operand is an output key or a metric specification {{metric = ...}}, got {operand!r}")
+
+
+def _operand_text(operand: Any) -> str:
+    if isinstance(operand, str):
+        return repr(operand)
+    args = ", ".join(f"{name}={argument!r}" for name, argument in operand.items() if name != "metric")
+    return f"{operand['metric']}({args})"
+
+
 @_register("difference")
-def difference(outputs: Mapping[str, Any], key: str, minus: str) -> float:
-    """One scalar output minus another (e.g. a score after quantisation minus before)."""
-    return value(outputs, key) - value(outputs, minus)
+def difference(outputs: Mapping[str, Any], key: Operand, minus: Operand) -> float:
+    """One number minus another; each is an output key (e.g. a score after quantisation minus before) or
+    a metric specification, such as {metric = "final_average_accuracy", matrix = "sparse_accuracy_matrix"}."""
+    return _operand(outputs, key) - _operand(outputs, minus)
+
+
+@_register("ratio")
+def ratio(outputs: Mapping[str, Any], key: Operand, over: Operand) -> float:
+    """One number divided by another, operands as for `difference` (e.g. one method's step time over another's)."""
+    numerator, denominator = _operand(outputs, key), _operand(outputs, over)
+    if denominator == 0:
+        raise MetricInputError(f"ratio undefined: the denominator {_operand_text(over)} is zero "
+                               f"(numerator {_operand_text(key)} = {numerator!r})")
+    return numerator / denominator
 
 
 @_register("final_average_accuracy")
@@ -255,4 +293,39 @@ def parameter_count(outputs: Mapping[str, Any], key: str = "parameter_count") ->
 
 def compute(name: str, outputs: Mapping[str, Any], args: Mapping[str, Any]) -> float:
     """Apply the named metric to one run's outputs."""
+    if name not in REGISTRY:
+        raise ValueError(f"unknown metric {name!r} (known: {', '.join(sorted(REGISTRY))})")
     return REGISTRY[name](outputs, **args)
+
+
+def check_args(name: str, args: Mapping[str, Any], *, _where: str = "", _depth: int = 0) -> None:
+    """Raise ValueError, with a one-line message, unless `args` fit metric `name`.
+
+    The arguments must bind to the metric's signature (the outputs aside); the operands of a composed
+    metric (`OPERANDS`) must each be an output key or a specification {metric = ..., **args} whose
+    metric is known and whose arguments fit it in turn. A nested problem names its path, e.g.
+    ``minus.over: unknown metric 'accuracy' (known: ...)``. What a run's outputs hold is not checked here.
+    """
+    prefix = f"{_where}: " if _where else ""
+    if _depth > MAX_NESTING:
+        raise ValueError(f"{prefix}metric specifications nest more than {MAX_NESTING} deep")
+    if name not in REGISTRY:
+        raise ValueError(f"{prefix}unknown metric {name!r} (known: {', '.join(sorted(REGISTRY))})")
+    try:
+        inspect.signature(REGISTRY[name]).bind(None, **args)  # None stands for the outputs
+    except TypeError as error:
+        raise ValueError(f"{prefix}do not fit metric {name!r}: {error}") from None
+    for operand_name in OPERANDS.get(name, ()):
+        operand = args[operand_name]
+        where = f"{_where}.{operand_name}" if _where else operand_name
+        if isinstance(operand, str):
+            continue
+        if not isinstance(operand, Mapping):
+            raise ValueError(f"{where}: an operand of {name!r} is an output key (a string) or a metric "
+                             f"specification {{metric = \"...\", ...}}, got {type(operand).__name__} {operand!r}")
+        nested = operand.get("metric")
+        if not isinstance(nested, str):
+            raise ValueError(f"{where}: a metric specification names its metric as a string "
+                             f"{{metric = \"...\", ...}}, got {operand!r}")
+        check_args(nested, {key: argument for key, argument in operand.items() if key != "metric"},
+                   _where=where, _depth=_depth + 1)
