@@ -66,14 +66,14 @@ def test_one_sided():
 
 
 def test_exact_needs_every_seed():
-    assert decide([0.0, 0.0], point(0.0), 0.0, "exact", 0.0).status == "reproduced"
-    v = decide([0.0, 1e-12], spread(0.0, 1e-12), 0.0, "exact", 0.0)
+    assert decide([0.0, 0.0], point(0.0), 0.0, "exact", 0.0, kind="exact").status == "reproduced"
+    v = decide([0.0, 1e-12], spread(0.0, 1e-12), 0.0, "exact", 0.0, kind="exact")
     assert v.label == "not reproduced (above)" and "1 of 2" in v.reason
 
 
 def test_quickstart_like_case():
-    # Retention measured 1.0904 on every seed against a claimed 1.0000 printed to 4 decimals.
-    v = decide([1.0904], point(1.0904), 1.0, "equal", 0.00005)
+    # Retention measured 1.0904 on a seed against a claimed 1.0000 printed to 4 decimals.
+    v = decide([1.0904], point(1.0904), 1.0, "equal", 0.00005, kind="exact")
     assert v.label == "not reproduced (above)"
 
 
