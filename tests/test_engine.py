@@ -59,6 +59,7 @@ source = {{ repository = "someone/toy", file = "README.md", document = "toy.txt"
 quote = "x is positive"
 claimed = 0.0
 comparison = "at_least"
+kind = "exact"
 tolerance = 0.0
 tolerance_origin = "test"
 expected = "reproduced"

@@ -37,6 +37,7 @@ metric = "value"
 metric_args = {{ key = "x" }}
 claimed = 1.0
 comparison = "equal"
+kind = "exact"
 tolerance = 0.01
 tolerance_origin = "test"
 protocol = "{protocol}"

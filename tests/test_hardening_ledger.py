@@ -29,6 +29,7 @@ VALID = {
     "metric_args": {"key": "retention"},
     "claimed": 1.0,
     "comparison": "equal",
+    "kind": "exact",
     "tolerance": 0.00005,
     "tolerance_origin": "printed to 4 decimals",
     "protocol": PROTOCOL,

@@ -18,6 +18,7 @@ metric = "value"
 metric_args = { key = "retention" }
 claimed = 1.0
 comparison = "equal"
+kind = "exact"
 tolerance = 0.00005
 tolerance_origin = "printed to 4 decimals"
 protocol = "implementations.sgm.protocols:quickstart_retention"
@@ -131,3 +132,76 @@ def test_repository_protocols_resolve():
 
     for entry in load_all(REPO / "claims"):
         assert callable(resolve_protocol(entry.protocol)), entry.id
+
+
+EXPERIMENT = '''
+[[experiment]]
+id = "toy-experiment"
+protocol = "implementations.sgm.protocols:quickstart_retention"
+params = { dim = 100 }
+seeds = [1, 2, 3, 4, 5]
+tier = "ci"
+device = "any"
+'''
+
+LINKED_CLAIM = '''
+[[claim]]
+id = "toy-linked"
+system = "toy"
+source = { repository = "someone/toy", file = "README.md", document = "toy.txt" }
+quote = "Toy retention: 1.0000x"
+kind = "universal"
+metric = "value"
+metric_args = { key = "retention" }
+claimed = 1.0
+comparison = "equal"
+tolerance = 0.00005
+tolerance_origin = "printed to 4 decimals"
+experiment = "toy-experiment"
+expected = "reproduced"
+'''
+
+
+def test_an_entry_takes_protocol_params_and_seeds_from_its_experiment(tmp_path):
+    (entry,) = load_ledger(write(tmp_path, EXPERIMENT + LINKED_CLAIM))
+    assert entry.experiment == "toy-experiment" and entry.claim_kind == "universal"
+    assert entry.protocol.endswith(":quickstart_retention") and entry.params == {"dim": 100}
+    assert entry.seeds == (1, 2, 3, 4, 5) and entry.tier == "ci"
+
+
+@pytest.mark.parametrize("text,message", [
+    (EXPERIMENT + LINKED_CLAIM.replace('experiment = "toy-experiment"', 'experiment = "nope"'),
+     r"claim 'toy-linked': field 'experiment': no \[\[experiment\]\] 'nope' in this file \(known: toy-experiment\)"),
+    (EXPERIMENT + LINKED_CLAIM.replace('expected =', 'seeds = [1]\nexpected ='),
+     r"claim 'toy-linked': field 'seeds': belongs to experiment 'toy-experiment'; remove it here"),
+    (EXPERIMENT + EXPERIMENT.replace('"toy-experiment"', '"unused"') + LINKED_CLAIM,
+     r"experiment 'unused': no claim or finding names it"),
+    (EXPERIMENT + EXPERIMENT + LINKED_CLAIM, r"experiment 'toy-experiment': field 'id': used more than once"),
+    (EXPERIMENT.replace('tier = "ci"', 'tier = "weekly"') + LINKED_CLAIM, r"experiment 'toy-experiment': field 'tier'"),
+    (EXPERIMENT + LINKED_CLAIM.replace('kind = "universal"', 'kind = "often"'), r"field 'kind': 'often' is not one of"),
+    (EXPERIMENT + LINKED_CLAIM.replace('kind = "universal"\n', ''), r"claim 'toy-linked': field 'kind': missing"),
+    (EXPERIMENT + LINKED_CLAIM.replace('kind = "universal"', 'kind = "single_run"').replace(
+        'comparison = "equal"', 'comparison = "exact"'), r"a single_run claim cannot be judged with comparison 'exact'"),
+    (EXPERIMENT.replace("[1, 2, 3, 4, 5]", "[1, 2, 3]") + LINKED_CLAIM,
+     r"field 'kind': a universal claim needs at least 5 seeds; experiment 'toy-experiment' has 3"),
+])
+def test_experiment_links_and_kinds_are_checked(tmp_path, text, message):
+    with pytest.raises(LedgerError, match=message):
+        load_ledger(write(tmp_path, text))
+
+
+def test_a_finding_with_a_claimed_value_needs_a_kind_and_one_without_has_none(tmp_path):
+    finding = '''
+[[finding]]
+id = "toy-control"
+system = "toy"
+of = "toy-linked"
+title = "a control"
+metric = "value"
+metric_args = { key = "x" }
+experiment = "toy-experiment"
+'''
+    entries = load_ledger(write(tmp_path, EXPERIMENT + LINKED_CLAIM + finding))
+    assert entries[1].claim_kind is None and entries[1].expected == "measured"
+    with pytest.raises(LedgerError, match="a finding with a claimed value needs a kind"):
+        load_ledger(write(tmp_path, EXPERIMENT + LINKED_CLAIM + finding + 'claimed = 1.0\ncomparison = "equal"\n'))

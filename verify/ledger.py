@@ -1,9 +1,13 @@
 """The ledger: claims and findings as data, validated on load.
 
-One TOML file per system under ``claims/<system>/``. Each ``[[claim]]`` quotes a documented claim
-verbatim and names how to measure it; each ``[[finding]]`` is a control or mechanism measurement
-shown under its claim. A malformed entry raises :class:`LedgerError` with a one-line message that
-names the file, the entry and the field.
+One TOML file per system under ``claims/<system>/``. An ``[[experiment]]`` holds, once, how to
+measure: protocol, parameters, smoke parameters, pre-registered seeds, tier, device needs, datasets
+and any deviation from the original protocol. Each ``[[claim]]`` quotes a documented claim verbatim,
+gives its kind (universal, single_run, mean, exact: the verdict rule) and names the experiment that
+measures it; each ``[[finding]]`` is a control or mechanism measurement of an experiment, shown under
+its claim. An entry may instead carry the experiment's fields itself (a one-entry experiment, handy in
+tests). A malformed entry raises :class:`LedgerError` with a one-line message that names the file,
+the entry and the field.
 
 A protocol is confined to plain functions defined in the `implementations` package (see
 :func:`resolve_protocol`): a ledger is data, and must not be able to name `numpy:savez` or
@@ -34,7 +38,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 from verify import metrics
-from verify.verdicts import COMPARISONS, EXPECTABLE
+from verify.verdicts import CLAIM_KINDS, COMPARISONS, EXPECTABLE, KIND_COMPARISONS, MIN_SEEDS, STOCHASTIC_KINDS
 
 TIERS = ("ci", "full")
 DEVICES = ("any", "cuda")
@@ -70,8 +74,25 @@ class TableCell:
 
 
 @dataclass(frozen=True)
+class Experiment:
+    """How a set of claims and findings is measured: one protocol, its parameters and seeds."""
+
+    id: str
+    protocol: str
+    seeds: tuple[int, ...]
+    tier: str
+    device: str
+    path: Path
+    params: dict[str, Any] = field(default_factory=dict)
+    smoke_params: dict[str, Any] = field(default_factory=dict)
+    datasets: tuple[str, ...] = ()
+    deviation: str | None = None
+    notes: str | None = None
+
+
+@dataclass(frozen=True)
 class Entry:
-    """One claim or finding of the ledger."""
+    """One claim or finding of the ledger, with its experiment's fields copied in."""
 
     kind: str  # "claim" or "finding"
     id: str
@@ -99,6 +120,8 @@ class Entry:
     table: TableCell | None = None
     interval: str = "t"
     notes: str | None = None
+    experiment: str | None = None  # the [[experiment]] id; the entry's own id for a one-entry experiment
+    claim_kind: str | None = None  # universal, single_run, mean or exact; None for a finding with no claimed value
 
     def params_for(self, profile: str) -> dict[str, Any]:
         """Protocol parameters for a profile: a full-tier entry runs its smoke size under `smoke`."""
@@ -109,6 +132,22 @@ class Entry:
     def runs_full_protocol(self, profile: str) -> bool:
         return profile == "full" or self.tier == "ci"
 
+
+# The fields an [[experiment]] holds (an entry carries them itself only when it names no experiment).
+EXPERIMENT_FIELDS = ("protocol", "params", "smoke_params", "seeds", "tier", "device", "datasets", "deviation")
+# experiment field name -> (expected python type(s), required)
+_EXPERIMENT_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
+    "id": ((str,), True),
+    "protocol": ((str,), True),
+    "params": ((dict,), False),
+    "smoke_params": ((dict,), False),
+    "seeds": ((list,), True),
+    "tier": ((str,), True),
+    "device": ((str,), True),
+    "datasets": ((list,), False),
+    "deviation": ((str,), False),
+    "notes": ((str,), False),
+}
 
 # field name -> (expected python type(s), required for claims, required for findings)
 _FIELDS: dict[str, tuple[tuple[type, ...], bool, bool]] = {
@@ -136,6 +175,8 @@ _FIELDS: dict[str, tuple[tuple[type, ...], bool, bool]] = {
     "table": ((dict,), False, False),
     "interval": ((str,), False, False),
     "notes": ((str,), False, False),
+    "experiment": ((str,), False, False),
+    "kind": ((str,), True, False),
 }
 
 
@@ -214,8 +255,10 @@ def resolve_protocol(name: str) -> FunctionType:
 
 
 class _EntryValidator:
-    def __init__(self, path: Path, kind: str, index: int, raw: dict[str, Any]):
+    def __init__(self, path: Path, kind: str, index: int, raw: dict[str, Any],
+                 experiments: dict[str, Experiment] | None = None):
         self.path, self.kind, self.raw = path, kind, raw
+        self.experiments = experiments or {}
         identifier = raw.get("id")
         valid = isinstance(identifier, str) and _ID_PATTERN.fullmatch(identifier)
         self.label = f"{kind} '{identifier}'" if valid else f"{kind} #{index + 1}"
@@ -224,27 +267,69 @@ class _EntryValidator:
         name = f"'{field_name}'" if field_name.isprintable() else repr(field_name)
         return LedgerError(f"{_shown(str(self.path))}: {self.label}: field {name}: {problem}")
 
-    def validate(self) -> Entry:
-        raw = self.raw
-        for name in raw:
-            if name not in _FIELDS:
-                raise self.fail(name, f"unknown field (known: {', '.join(sorted(_FIELDS))})")
-        for name, (types, for_claim, for_finding) in _FIELDS.items():
-            required = for_claim if self.kind == "claim" else for_finding
-            if name not in raw:
+    def _check_types(self, fields: dict[str, tuple[tuple[type, ...], bool]]) -> None:
+        for name in self.raw:
+            if name not in fields:
+                raise self.fail(name, f"unknown field (known: {', '.join(sorted(fields))})")
+        for name, (types, required) in fields.items():
+            if name not in self.raw:
                 if required:
                     raise self.fail(name, "missing")
                 continue
-            value = raw[name]
+            value = self.raw[name]
             # bool is an int subclass: a `true` where a number belongs is a type error.
             if isinstance(value, bool) or not isinstance(value, types):
                 wanted = " or ".join(t.__name__ for t in types)
                 raise self.fail(name, f"expected {wanted}, got {_type_name(value)} {value!r}")
+
+    def validate_experiment(self) -> Experiment:
+        self._check_types(_EXPERIMENT_FIELDS)
+        return self._experiment_from_fields(self._identifier(), notes=self.raw.get("notes"))
+
+    def _experiment_from_fields(self, identifier: str, notes: str | None) -> Experiment:
+        """An Experiment from the experiment fields of this table (an [[experiment]] or a one-entry one)."""
+        return Experiment(
+            id=identifier,
+            protocol=self._protocol(),
+            params=self._params("params"),
+            smoke_params=self._params("smoke_params"),
+            seeds=self._seeds(),
+            tier=self._choice("tier", TIERS),
+            device=self._choice("device", DEVICES),
+            datasets=self._datasets(),
+            deviation=self.raw.get("deviation"),
+            notes=notes,
+            path=self.path,
+        )
+
+    def _experiment(self) -> Experiment:
+        """The experiment the entry names, or the one-entry experiment its own fields describe."""
+        name = self.raw.get("experiment")
+        if name is None:
+            return self._experiment_from_fields(self.raw["id"], notes=None)
+        here = sorted(set(self.raw) & set(EXPERIMENT_FIELDS))
+        if here:
+            raise self.fail(here[0], f"belongs to experiment {name!r}; remove it here")
+        if name not in self.experiments:
+            known = ", ".join(sorted(self.experiments)) or "none"
+            raise self.fail("experiment", f"no [[experiment]] {name!r} in this file (known: {known})")
+        return self.experiments[name]
+
+    def validate(self) -> Entry:
+        raw = self.raw
+        named = "experiment" in raw
+        fields = {name: (types, (for_claim if self.kind == "claim" else for_finding) and not
+                         (named and name in EXPERIMENT_FIELDS))
+                  for name, (types, for_claim, for_finding) in _FIELDS.items()}
+        self._check_types(fields)
         if self.kind == "finding" and ("claimed" in raw) != ("comparison" in raw):
             raise self.fail("claimed", "a finding gives both 'claimed' and 'comparison', or neither")
+        identifier = self._identifier()
+        experiment = self._experiment()
+        comparison = self._comparison()
         return Entry(
             kind=self.kind,
-            id=self._identifier(),
+            id=identifier,
             system=raw["system"],
             title=raw.get("title", raw["id"]),
             quote=self._quote(),
@@ -253,23 +338,43 @@ class _EntryValidator:
             metric=self._metric(),
             metric_args=self._metric_args(),
             claimed=self._claimed(),
-            comparison=self._comparison(),
+            comparison=comparison,
             tolerance=self._tolerance(),
             tolerance_origin=raw.get("tolerance_origin"),
-            protocol=self._protocol(),
-            params=self._params("params"),
-            smoke_params=self._params("smoke_params"),
-            seeds=self._seeds(),
-            tier=self._choice("tier", TIERS),
-            device=self._choice("device", DEVICES),
+            protocol=experiment.protocol,
+            params=experiment.params,
+            smoke_params=experiment.smoke_params,
+            seeds=experiment.seeds,
+            tier=experiment.tier,
+            device=experiment.device,
             expected=self._expected(),
-            datasets=self._datasets(),
-            deviation=raw.get("deviation"),
+            datasets=experiment.datasets,
+            deviation=experiment.deviation,
             table=self._table(),
             interval=self._choice("interval", INTERVAL_METHODS, default="t"),
             notes=raw.get("notes"),
             path=self.path,
+            experiment=experiment.id,
+            claim_kind=self._claim_kind(comparison, experiment),
         )
+
+    def _claim_kind(self, comparison: str | None, experiment: Experiment) -> str | None:
+        """The claim's kind (the verdict rule), checked against its comparison and seeds."""
+        if "kind" not in self.raw:
+            if self.kind == "finding" and comparison is not None:
+                raise self.fail("kind", f"missing: a finding with a claimed value needs a kind "
+                                        f"({', '.join(CLAIM_KINDS)})")
+            return None
+        value = self._choice("kind", CLAIM_KINDS)
+        if comparison is None:
+            raise self.fail("kind", "a finding with no claimed value has no kind")
+        if comparison not in KIND_COMPARISONS[value]:
+            raise self.fail("kind", f"a {value} claim cannot be judged with comparison {comparison!r} "
+                                    f"(allowed: {', '.join(KIND_COMPARISONS[value])})")
+        if value in STOCHASTIC_KINDS and len(experiment.seeds) < MIN_SEEDS:
+            raise self.fail("kind", f"a {value} claim needs at least {MIN_SEEDS} seeds; experiment "
+                                    f"{experiment.id!r} has {len(experiment.seeds)}")
+        return value
 
     def _identifier(self) -> str:
         value = self.raw["id"]
@@ -483,19 +588,31 @@ def load_ledger(path: Path, seeds_dir: Path | None = None) -> list[Entry]:
         raise LedgerError(f"{where}: not valid TOML: {error}") from None
     except RecursionError:  # tomllib parses nested arrays and tables recursively
         raise LedgerError(f"{where}: not valid TOML: arrays or tables nested too deeply") from None
-    unknown = sorted(set(data) - {"claim", "finding"})  # a list's repr escapes any newline in a key
+    unknown = sorted(set(data) - {"experiment", "claim", "finding"})  # a list's repr escapes any newline in a key
     if unknown:
-        raise LedgerError(f"{where}: unknown top-level table(s) {unknown}; use [[claim]] and [[finding]]")
+        raise LedgerError(f"{where}: unknown top-level table(s) {unknown}; use [[experiment]], [[claim]] and [[finding]]")
+    tables = {}
+    for kind in ("experiment", "claim", "finding"):
+        tables[kind] = data.get(kind, [])
+        if not isinstance(tables[kind], list) or not all(isinstance(raw, dict) for raw in tables[kind]):
+            raise LedgerError(f"{where}: '{kind}' must be an array of tables ([[{kind}]]), "
+                              f"got {_type_name(tables[kind])}")
+    experiments: dict[str, Experiment] = {}
+    for index, raw in enumerate(tables["experiment"]):
+        experiment = _EntryValidator(path, "experiment", index, raw).validate_experiment()
+        if experiment.id in experiments:
+            raise LedgerError(f"{where}: experiment '{experiment.id}': field 'id': used more than once")
+        experiments[experiment.id] = experiment
     entries: list[Entry] = []
     for kind in ("claim", "finding"):
-        tables = data.get(kind, [])
-        if not isinstance(tables, list) or not all(isinstance(raw, dict) for raw in tables):
-            raise LedgerError(f"{where}: '{kind}' must be an array of tables ([[{kind}]]), got {_type_name(tables)}")
-        for index, raw in enumerate(tables):
-            entries.append(_EntryValidator(path, kind, index, raw).validate())
+        for index, raw in enumerate(tables[kind]):
+            entries.append(_EntryValidator(path, kind, index, raw, experiments).validate())
     duplicates = duplicate_ids(entry.id for entry in entries)
     if duplicates:
         raise LedgerError(f"{where}: entry '{duplicates[0]}': field 'id': used more than once")
+    unused = sorted(set(experiments) - {entry.experiment for entry in entries})
+    if unused:
+        raise LedgerError(f"{where}: experiment '{unused[0]}': no claim or finding names it")
     claim_ids = {e.id for e in entries if e.kind == "claim"}
     for entry in entries:
         if entry.kind == "finding" and entry.of is not None and entry.of not in claim_ids:
