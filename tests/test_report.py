@@ -6,6 +6,7 @@ two of which reach a different verdict than on CPU).
 """
 
 import copy
+import json
 import re
 import time
 from pathlib import Path
@@ -69,8 +70,9 @@ def test_differing_verdicts_are_flagged(cpu_and_cuda_html):
 def test_system_index_counts_verdicts_per_device(cpu_and_cuda_html):
     row = re.search(r'<tr class="system-row" id="system-dtgma">(.*?)</tr>', cpu_and_cuda_html, re.S).group(1)
     cells = re.findall(r"<td[^>]*>(\d+)</td>", row)
-    # claims, findings, then (cpu, cuda) per verdict: reproduced, not reproduced, inconclusive, measured, not run
-    assert cells == ["4", "1", "1", "2", "1", "1", "1", "0", "0", "0", "1", "1"]
+    # claims, findings, then (cpu, cuda) per verdict: reproduced, not reproduced, inconclusive, measured,
+    # full protocol pending, input missing (the CIFAR-100 file)
+    assert cells == ["4", "1", "1", "2", "1", "1", "1", "0", "0", "0", "0", "0", "1", "1"]
     assert 'href="#claims-dtgma"' in row and 'id="claims-dtgma"' in cpu_and_cuda_html
 
 
@@ -227,3 +229,18 @@ def test_device_independent_entry_is_shown_once(tmp_path):
     separate = {**on_cuda, "device_independent": False}
     html = report.write_report([record, separate], cpu["runs"], tmp_path / "two.html").read_text(encoding="utf-8")
     assert len(badges(claim_row(html, "sgm-quickstart-retention"))) == 2
+
+
+def test_a_pending_full_protocol_shows_no_measured_number():
+    from verify.report import render_report
+
+    base = json.loads((Path(__file__).parent / "fixtures" / "results-cpu.json").read_text())["verdicts"][0]
+    record = {**base, "claim_id": "pending-claim", "kind": "claim", "of": None, "verdict": "not run",
+              "not_run": "full protocol pending", "direction": None, "values": [], "mean": None, "interval": None,
+              "reason": "full protocol pending: tier 'full' ran at smoke size only here", "claimed": 0.5,
+              "comparison": "equal", "tolerance": 0.01, "claim_kind": "single_run", "prediction_interval": None}
+    html = render_report([record], [])
+    row = claim_row(html, "pending-claim")
+    assert "full protocol pending" in row
+    numbers = re.findall(r'<td class="num[^"]*">([^<]*)</td>', row)
+    assert numbers[0] == "0.5 ± 0.01" and set(numbers[1:]) <= {"–", ""}, numbers  # claimed, then no measurement

@@ -32,21 +32,41 @@ _ENVIRONMENT = Environment(
 
 # The two devices the harness runs on always get a column, so a missing CUDA run shows as missing.
 MAIN_DEVICES = ("cpu", "cuda")
-VERDICT_ORDER = ("reproduced", "not reproduced", "inconclusive", "measured", "not run")
+# `not run` is shown as why: the full protocol has not run here yet, or an input (file, GPU) is missing.
+PENDING, MISSING = "full protocol pending", "input missing"
+VERDICT_ORDER = ("reproduced", "not reproduced", "inconclusive", "measured", PENDING, MISSING)
 VERDICT_MEANINGS = {
     "reproduced": "the measured 95% interval lies within the claimed value's tolerance band "
                   "(or satisfies the exact or one-sided claim)",
     "not reproduced": "the interval lies outside the band; the badge says above or below",
     "inconclusive": "the interval straddles an edge of the band: more seeds would decide",
     "measured": "a finding with no claimed value, reported as a measurement",
-    "not run": "a prerequisite is absent here (dataset file, GPU, full profile); the reason names it",
+    PENDING: "not run: only the reduced (smoke) size ran here, which never speaks for a quote; run --profile full",
+    MISSING: "not run: an input is absent here (dataset file, model weights, a CUDA device); the reason names it",
+}
+CLAIM_KIND_RULES = {
+    "universal": "every seed must satisfy the claim; one counterexample seed refutes it (5 seeds to reproduce)",
+    "single_run": "the claimed number must fall in the 95% prediction interval of one new run",
+    "mean": "the 95% interval of the mean must lie inside the band (5 seeds for a definite verdict)",
+    "exact": "every seed must satisfy the claim (a deterministic value)",
 }
 _GITHUB_REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 # Per-seed heatmaps are listed (collapsed) only for matrices this small; larger ones show the mean.
 PER_SEED_HEATMAP_MAX_TASKS = 25
 
 
+def verdict_category(record: dict[str, Any]) -> str:
+    """The verdict, with `not run` split into "full protocol pending" and "input missing"."""
+    if record["verdict"] != "not run":
+        return record["verdict"]
+    pending = record.get("not_run") == PENDING or (record.get("not_run") is None and
+                                                   record["reason"].startswith("tier 'full'"))
+    return PENDING if pending else MISSING
+
+
 def verdict_label(record: dict[str, Any]) -> str:
+    if record["verdict"] == "not run":
+        return verdict_category(record)
     return Verdict(record["verdict"], record["direction"], record["reason"]).label
 
 
@@ -115,7 +135,7 @@ class Cell:
 
     @property
     def badge(self) -> str:
-        return css_class(self.record["verdict"])
+        return css_class(verdict_category(self.record))
 
     @property
     def mean(self) -> str:
@@ -124,6 +144,10 @@ class Cell:
     @property
     def interval(self) -> str:
         return _format_interval(self.record["interval"])
+
+    @property
+    def prediction(self) -> str:
+        return _format_interval(self.record.get("prediction_interval"))
 
     @property
     def difference(self) -> str:
@@ -353,7 +377,7 @@ class SystemView:
             if claim.record["kind"] != "claim":
                 continue
             for device, cell in claim.cells.items():
-                counts[cell.record["verdict"]][device] += 1
+                counts[verdict_category(cell.record)][device] += 1
         return counts
 
     @property
@@ -461,6 +485,7 @@ def build_context(records: Iterable[dict[str, Any]], runs: Iterable[Run | dict[s
         "devices": devices,
         "verdicts": VERDICT_ORDER,
         "verdict_meanings": VERDICT_MEANINGS,
+        "claim_kind_rules": CLAIM_KIND_RULES,
         "verdict_class": css_class,
         "device_colour": plots.device_colour,
         "totals": totals,

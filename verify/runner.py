@@ -26,9 +26,14 @@ from verify.executors import (Executor, Progress, SequentialExecutor, can_batch_
 from verify.ledger import Entry
 from verify.planner import ANY_DEVICE, Job, Plan, RunSpec, build_plan
 from verify.store import ResultsStore, Run, now_iso
-from verify.verdicts import Verdict, decide, summarize
+from verify.verdicts import Judgement, Verdict, judge, summarize
 
 IMPLEMENTATIONS_DIR = Path(__file__).resolve().parent.parent / "implementations"
+# A full-tier experiment at smoke size only shows that its protocol runs (it never gives a verdict):
+# two seeds show that, and that the seeds differ.
+SMOKE_SEEDS = 2
+# Why an entry is `not run`, as the report groups them.
+PENDING, MISSING, DEVICE = "full protocol pending", "input missing", "needs CUDA"
 SHARED_PACKAGES = ("common", "baselines")
 
 
@@ -110,7 +115,8 @@ class Runner:
         self.device_name = device_name(self.device)
 
     def seeds_for(self, entry: Entry) -> tuple[int, ...]:
-        return entry.seeds if self.seed_limit is None else entry.seeds[: self.seed_limit]
+        seeds = entry.seeds if entry.runs_full_protocol(self.profile) else entry.seeds[:SMOKE_SEEDS]
+        return seeds if self.seed_limit is None else seeds[: self.seed_limit]
 
     def skip_reason(self, entry: Entry) -> str | None:
         """Why the entry needs no run on this device and profile, or None."""
@@ -172,7 +178,9 @@ class Runner:
         return run
 
     def _record(self, entry: Entry, verdict: Verdict, seeds: tuple[int, ...], runs: list[Run], values: list[float],
-                summary=None) -> dict[str, Any]:
+                judgement: Judgement | None = None, not_run: str | None = None) -> dict[str, Any]:
+        summary = None if judgement is None else judgement.summary
+        prediction = None if judgement is None or judgement.prediction is None else list(judgement.prediction)
         return {
             "claim_id": entry.id,
             "kind": entry.kind,
@@ -181,6 +189,8 @@ class Runner:
             "title": entry.title,
             "quote": entry.quote,
             "source": None if entry.source is None else dict(entry.source.__dict__),
+            "claim_kind": entry.claim_kind,
+            "experiment": entry.experiment,
             "metric": entry.metric,
             "metric_args": entry.metric_args,
             "claimed": list(entry.claimed) if isinstance(entry.claimed, tuple) else entry.claimed,
@@ -195,6 +205,7 @@ class Runner:
             "profile": self.profile,
             "expected": entry.expected,
             "verdict": verdict.status,
+            "not_run": not_run if verdict.status == "not run" else None,
             "direction": verdict.direction,
             "reason": verdict.reason,
             "seeds": list(seeds),
@@ -202,6 +213,7 @@ class Runner:
             "mean": None if summary is None else summary.mean,
             "interval": None if summary is None else list(summary.interval),
             "interval_method": None if summary is None else summary.method,
+            "prediction_interval": prediction,
             "device": self.device,
             "device_name": self.device_name,
             "torch_version": self.torch_version,
@@ -213,14 +225,15 @@ class Runner:
         }
 
     def evaluate(self, entry: Entry) -> dict[str, Any]:
-        """Run every seed of the entry, measure, decide, store and return the verdict record."""
+        """Run every seed of the entry, measure, decide, store and return the verdict record.
+
+        An entry whose full protocol did not run here (a full-tier entry under the smoke profile) is
+        `not run`, "full protocol pending", and carries no measured number: its smoke runs show only
+        that the protocol runs."""
         seeds = self.seeds_for(entry)
         reason = self.skip_reason(entry)
         if reason is not None:
-            verdict = Verdict("not run", None, reason)
-            record = self._record(entry, verdict, seeds, [], [])
-            self.store.put_verdict(record)
-            return record
+            return self._store(self._record(entry, Verdict("not run", None, reason), seeds, [], [], not_run=DEVICE))
         runs: list[Run] = []
         for seed in seeds:
             try:
@@ -228,23 +241,23 @@ class Runner:
             except Exception as error:  # noqa: BLE001 - only prerequisites marked not_run are caught
                 if not getattr(error, "not_run", False):
                     raise
-                record = self._record(entry, Verdict("not run", None, str(error)), seeds, runs, [])
-                self.store.put_verdict(record)
-                return record
+                return self._store(self._record(entry, Verdict("not run", None, str(error)), seeds, runs, [],
+                                                not_run=MISSING))
         values = [metrics.compute(entry.metric, run.outputs, entry.metric_args) for run in runs]
-        summary = summarize(values, entry.interval)
         if not entry.runs_full_protocol(self.profile):
-            verdict = Verdict(
-                "not run",
-                None,
-                f"tier 'full': ran the CI-sized smoke protocol only (mean {summary.mean:.6g} over {summary.n} seed(s)); "
-                "run with --profile full for the verdict",
-            )
-        elif entry.claimed is None:
+            verdict = Verdict("not run", None, f"{PENDING}: tier 'full' ran at smoke size only here "
+                                               f"({len(runs)} seed(s), no verdict); run with --profile full")
+            return self._store(self._record(entry, verdict, seeds, runs, [], not_run=PENDING))
+        if entry.claimed is None:
+            summary = summarize(values, entry.interval)
             verdict = Verdict("measured", None, f"mean {summary.mean:.6g}, 95% interval "
                               f"[{summary.interval[0]:.6g}, {summary.interval[1]:.6g}] over {summary.n} seed(s)")
+            judgement = Judgement(summary, verdict)
         else:
-            verdict = decide(values, summary, entry.claimed, entry.comparison, entry.tolerance)
-        record = self._record(entry, verdict, seeds, runs, values, summary)
+            judgement = judge(values, entry.claimed, entry.comparison, entry.tolerance, entry.claim_kind, seeds,
+                              entry.interval)
+        return self._store(self._record(entry, judgement.verdict, seeds, runs, values, judgement))
+
+    def _store(self, record: dict[str, Any]) -> dict[str, Any]:
         self.store.put_verdict(record)
         return record
