@@ -1,4 +1,4 @@
-"""Command line: ``python -m verify {plan,report,export,import,check-ledgers}``."""
+"""Command line: ``python -m verify {plan,report,summary,export,import,check-ledgers}``."""
 
 from __future__ import annotations
 
@@ -30,6 +30,19 @@ def _report(args: argparse.Namespace) -> int:
         runs.extend(document["runs"])
     path = report.write_report(merge_verdicts(record_sets), runs, args.out)
     print(f"wrote {path}")
+    return 0
+
+
+def _summary(args: argparse.Namespace) -> int:
+    from verify import summary
+
+    record_sets = [read_export(path)["verdicts"] for path in args.merge]
+    if Path(args.results).exists():
+        record_sets.insert(0, ResultsStore(args.results).verdicts())
+    if not record_sets:
+        print(f"error: no results store at {args.results} and no --merge files given", file=sys.stderr)
+        return 2
+    print(summary.markdown(merge_verdicts(record_sets), args.device))
     return 0
 
 
@@ -117,6 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--merge", nargs="*", default=[], metavar="JSON", help="exported results files to merge in")
     make.add_argument("--out", default="reports/index.html", help="output HTML file (default reports/index.html)")
     make.set_defaults(handler=_report)
+
+    summary = commands.add_parser("summary", help="print the verdicts as Markdown, led by the sources' tables")
+    summary.add_argument("--results", default=DEFAULT_RESULTS, help=f"results store (default {DEFAULT_RESULTS})")
+    summary.add_argument("--merge", nargs="*", default=[], metavar="JSON", help="exported results files to merge in")
+    summary.add_argument("--device", default="cpu", help="whose verdicts (default cpu)")
+    summary.set_defaults(handler=_summary)
 
     export = commands.add_parser("export", help="export the store's runs and verdicts as JSON")
     export.add_argument("--results", default=DEFAULT_RESULTS)

@@ -1,0 +1,44 @@
+"""The Markdown verdict summary: led by the source tables, parameter counts on one line per table,
+no number for a pending full protocol."""
+
+import json
+from pathlib import Path
+
+from verify import cli, summary
+
+FIXTURE = Path(__file__).parent / "fixtures" / "results-cpu.json"
+
+
+def base():
+    return json.loads(FIXTURE.read_text())["verdicts"][0]
+
+
+def record(claim_id, row, column, verdict="reproduced", mean=1.0, **changes):
+    values = [] if mean is None else [mean] * 5
+    return {**base(), "claim_id": claim_id, "kind": "claim", "system": "toy", "device": "cpu", "verdict": verdict,
+            "direction": None, "mean": mean, "values": values, "interval": None if mean is None else [mean, mean],
+            "table": {"name": "Table 1", "row": row, "column": column}, "claimed": 1.0, "comparison": "equal",
+            "tolerance": 0.0, "claim_kind": "exact", "prediction_interval": None, **changes}
+
+
+def test_parameter_counts_are_one_line_and_pending_rows_carry_no_number():
+    records = [record("a-params", "A", "Params"), record("b-params", "B", "Params", verdict="not reproduced",
+                                                         direction="above", mean=2.0),
+               record("a-acc", "A", "Accuracy", verdict="not run", mean=None, not_run="full protocol pending",
+                      reason="full protocol pending: ...")]
+    text = summary.markdown(records)
+    assert text.count("parameter counts (2 rows)") == 1 and "B 2" in text
+    pending = next(line for line in text.splitlines() if line.startswith("| A · Accuracy"))
+    assert pending == "| A · Accuracy | 1 | – | full protocol pending |"
+
+
+def test_a_universal_claim_shows_the_spread_of_its_seeds():
+    spread = record("u", "A", "Retention", verdict="not reproduced", direction="above", mean=1.05,
+                    claim_kind="universal", values=[1.0, 1.1, 1.05], interval=[0.9, 1.2])
+    assert "seeds 1 to 1.1, n=3" in summary.markdown([spread])
+
+
+def test_the_command_prints_the_summary(tmp_path, capsys):
+    assert cli.main(["summary", "--results", str(tmp_path / "none.sqlite"), "--merge", str(FIXTURE)]) == 0
+    assert "#### dtgma" in capsys.readouterr().out
+    assert cli.main(["summary", "--results", str(tmp_path / "none.sqlite")]) == 2
