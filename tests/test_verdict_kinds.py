@@ -147,3 +147,30 @@ def test_exact_kind_decides_from_any_number_of_seeds():
 def test_kind_and_comparison_must_fit():
     with pytest.raises(ValueError, match="single_run claim cannot be judged with comparison 'exact'"):
         judge([1.0] * 5, 1.0, "exact", 0.0, "single_run")
+
+
+# --- properties across kinds ----------------------------------------------------------------------
+
+small = st.floats(min_value=-100, max_value=100, allow_nan=False).map(lambda x: round(x, 3))
+
+
+@settings(max_examples=200)
+@given(values=st.lists(small, min_size=1, max_size=10), claimed=small, tolerance=st.floats(0, 10).map(lambda x: round(x, 3)),
+       comparison=st.sampled_from(["equal", "at_least", "at_most"]))
+def test_an_exact_claim_is_reproduced_exactly_when_every_seed_satisfies_it(values, claimed, tolerance, comparison):
+    satisfied = {"equal": lambda v: claimed - tolerance <= v <= claimed + tolerance,
+                 "at_least": lambda v: v >= claimed - tolerance, "at_most": lambda v: v <= claimed + tolerance}[comparison]
+    verdict = judge(values, claimed, comparison, tolerance, "exact").verdict
+    assert (verdict.status == "reproduced") == all(satisfied(v) for v in values)
+    assert verdict.status in ("reproduced", "not reproduced")
+
+
+@settings(max_examples=200)
+@given(values=st.lists(st.integers(-1000, 1000), min_size=MIN_SEEDS, max_size=10), claimed=st.integers(-1000, 1000),
+       tolerance=st.integers(0, 100), shift=st.integers(-10_000, 10_000),
+       kind=st.sampled_from(["mean", "single_run", "universal"]))
+def test_verdicts_do_not_change_when_values_and_claim_shift_together(values, claimed, tolerance, shift, kind):
+    # Integers keep the shifted arithmetic exact, so any difference would be the rule's, not round-off's.
+    before = judge([float(v) for v in values], float(claimed), "equal", float(tolerance), kind).verdict
+    after = judge([float(v + shift) for v in values], float(claimed + shift), "equal", float(tolerance), kind).verdict
+    assert (before.status, before.direction) == (after.status, after.direction)
