@@ -342,7 +342,7 @@ def _format_interval(record: dict[str, Any]) -> str:
 def summary_rows(records: list[dict[str, Any]]) -> list[tuple[str, ...]]:
     rows = []
     for record in records:
-        verdict = Verdict(record["verdict"], record["direction"], record["reason"]).label
+        verdict = report.verdict_label(record)
         measured = "-" if record["mean"] is None else f"{record['mean']:.6g}"
         name = record["claim_id"] if record["kind"] == "claim" else f"  finding {record['claim_id']}"
         rows.append((name, _format_claimed(record), measured, _format_interval(record), f"n={len(record['values'])}", verdict))
@@ -361,8 +361,12 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
         terminalreporter.write_line("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
         if index == 0:
             terminalreporter.write_line("  ".join("-" * width for width in widths))
+    pending = [r for r in state.records if report.verdict_category(r) == report.PENDING]
+    if pending:
+        terminalreporter.write_line(f"full protocol pending: {len(pending)} entries ran at smoke size only (no verdict, "
+                                    f"no number); run them with --profile full")
     for record in state.records:
-        if record["verdict"] == "not run":
+        if record["verdict"] == "not run" and record not in pending:
             terminalreporter.write_line(f"not run: {record['claim_id']}: {record['reason']}")
     store = state.runner.store
     writes = (
