@@ -126,3 +126,11 @@ def test_malformed_ledger_is_a_one_line_collection_error(project):
     result = run(project)
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines(["*claims.toml: claim 'bad': field 'tolerance': expected int or float, got str 'tiny'"])
+
+
+def test_a_selected_run_merges_into_the_verdicts_json(project):
+    write_ledger(project, entry("first", 1.0, "reproduced") + entry("second", 2.0, "not reproduced"))
+    run(project).assert_outcomes(passed=1, xfailed=1)
+    run(project, "-k", "first").assert_outcomes(passed=1, deselected=1)
+    records = json.loads((project.path / "reports" / "verdicts.json").read_text())
+    assert sorted(record["claim_id"] for record in records) == ["first", "second"]

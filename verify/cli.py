@@ -80,6 +80,14 @@ def _export(args: argparse.Namespace) -> int:
     if not Path(args.results).is_file():  # opening would create an empty store
         print(f"error: no results store at {args.results}", file=sys.stderr)
         return 2
+    if args.format == "csv":
+        from verify import results
+        from verify.store import write_text_atomic
+
+        table = (results.entries if args.table == "entries" else results.seeds)(args.results)
+        write_text_atomic(args.out, table.to_csv(index=False))
+        print(f"wrote {args.out}: {len(table)} rows ({args.table})")
+        return 0
     document = ResultsStore(args.results).export_json(args.out)
     print(f"wrote {args.out}: {len(document['runs'])} runs, {len(document['verdicts'])} verdicts")
     return 0
@@ -139,7 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="export the store's runs and verdicts as JSON")
     export.add_argument("--results", default=DEFAULT_RESULTS)
-    export.add_argument("--out", required=True, help="JSON file to write")
+    export.add_argument("--out", required=True, help="file to write")
+    export.add_argument("--format", choices=("json", "csv"), default="json",
+                        help="json: runs and verdicts (for import/report --merge); csv: one table (default json)")
+    export.add_argument("--table", choices=("entries", "seeds"), default="entries",
+                        help="with --format csv: one row per entry and device, or per seed (default entries)")
     export.set_defaults(handler=_export)
 
     importer = commands.add_parser("import", help="merge exported JSON files into the store")

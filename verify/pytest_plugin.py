@@ -29,7 +29,7 @@ from verify import report
 from verify.executors import Executor, PoolExecutor, RayExecutor, SequentialExecutor
 from verify.ledger import Entry, LedgerError, default_seeds_dir, load_ledger
 from verify.runner import Runner, engine_settings, resolve_device
-from verify.store import ResultsStore, write_text_atomic
+from verify.store import ResultsStore, merge_verdicts, write_text_atomic
 from verify.verdicts import Verdict
 
 DEFAULT_RESULTS = "reports/results.sqlite"
@@ -349,6 +349,19 @@ def summary_rows(records: list[dict[str, Any]]) -> list[tuple[str, ...]]:
     return rows
 
 
+def _merged_with_previous(path: Path, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """This session's records merged into the verdicts JSON already there, so a `-k` or one-ledger run
+    updates its entries instead of dropping every other one. An unreadable old file is replaced."""
+    try:
+        previous = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return records
+    if not isinstance(previous, list) or not all(isinstance(r, dict) and {"claim_id", "device", "torch_version",
+                                                                        "profile", "created"} <= set(r) for r in previous):
+        return records
+    return merge_verdicts([previous, records])
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
     state = config.stash.get(_STATE, None)
     if state is None or not state.records:
@@ -371,7 +384,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
     store = state.runner.store
     writes = (
         ("verdicts JSON", lambda: write_text_atomic(
-            state._path("verdicts_json"), json.dumps(state.records, indent=1, sort_keys=True, allow_nan=False) + "\n")),
+            state._path("verdicts_json"),
+            json.dumps(_merged_with_previous(state._path("verdicts_json"), state.records), indent=1, sort_keys=True,
+                       allow_nan=False) + "\n")),
         ("HTML report", lambda: report.write_report(store.verdicts(), store.runs(), state._path("report_html"))),
     )
     for label, write in writes:
