@@ -41,11 +41,13 @@ class DatasetCorrupt(DatasetMissing):
 # What decoding a present file raises when its bytes are not what they should be: the file system
 # (OSError), the decompressors (zlib.error on a flipped byte, BadZipFile on a bad CRC, TarError,
 # EOFError on a truncation), numpy's .npy header parser (tokenize.TokenError, SyntaxError,
-# ValueError), struct unpacking, and the restricted CIFAR unpickler, whose allowed globals called
-# with hostile arguments raise TypeError, LookupError (an unknown codec), MemoryError (a huge shape)
-# or ArithmeticError. A bug elsewhere in a loader still surfaces as what it is.
+# ValueError), struct unpacking, zipfile's refusal of a member whose flipped flag bits say it is
+# encrypted (RuntimeError) or compressed by an unknown method (NotImplementedError, a RuntimeError),
+# and the restricted CIFAR unpickler, whose allowed globals called with hostile arguments raise
+# TypeError, LookupError (an unknown codec), MemoryError (a huge shape) or ArithmeticError. A bug
+# elsewhere in a loader still surfaces as what it is.
 DECODE_ERRORS: tuple[type[BaseException], ...] = (
-    OSError, EOFError, ValueError, TypeError, LookupError, MemoryError, ArithmeticError, zlib.error,
+    OSError, EOFError, ValueError, TypeError, LookupError, MemoryError, ArithmeticError, RuntimeError, zlib.error,
     zipfile.BadZipFile, tarfile.TarError, pickle.UnpicklingError, tokenize.TokenError, SyntaxError, struct.error,
 )
 
