@@ -1,4 +1,4 @@
-"""Command line: ``python -m verify {plan,report,summary,export,import,check-ledgers}``."""
+"""Command line: ``python -m verify {plan,report,summary,export,import,check-ledgers,fetch-data}``."""
 
 from __future__ import annotations
 
@@ -117,6 +117,26 @@ def _check_ledgers(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fetch_data(args: argparse.Namespace) -> int:
+    from implementations.common.datasets import resolve_data_dir
+    from verify import fetch
+
+    data_dir = resolve_data_dir(args.data_dir)
+    if args.list:
+        print("\n".join(fetch.listing(data_dir)))
+        return 0
+    outcomes = fetch.fetch(args.names, data_dir, trust_unverified=args.trust_unverified,
+                           torchvision_roots=args.torchvision_root)
+    for outcome in outcomes:
+        if outcome.ok:
+            print(outcome.line())
+        else:
+            print(f"error: {outcome.line()}", file=sys.stderr)
+    failed = sum(not outcome.ok for outcome in outcomes)
+    print(f"{len(outcomes) - failed} of {len(outcomes)} files ready in {data_dir}")
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m verify", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -163,6 +183,19 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--claims-dir", default="claims")
     check.add_argument("--seeds-dir", default=None, help="archived source documents (default ../shared/seeds)")
     check.set_defaults(handler=_check_ledgers)
+
+    fetcher = commands.add_parser("fetch-data", help="download the datasets into the data directory, verified")
+    fetcher.add_argument("names", nargs="*", metavar="NAME",
+                         help="datasets to fetch (default: every one whose checksums are known; --list names them)")
+    fetcher.add_argument("--data-dir", default=None,
+                         help="dataset folder (default: $CLAIMS_DATA_DIR, else ~/.cache/claims-harness/datasets)")
+    fetcher.add_argument("--list", action="store_true", help="list the datasets, files, sizes, checksums and URLs")
+    fetcher.add_argument("--torchvision-root", action="append", default=[], metavar="DIR",
+                         help="a torchvision dataset root to copy verified files from (the data directory is "
+                              "always searched too); repeatable")
+    fetcher.add_argument("--trust-unverified", action="store_true",
+                         help="download and keep files that have no known checksum (never by default)")
+    fetcher.set_defaults(handler=_fetch_data)
     return parser
 
 

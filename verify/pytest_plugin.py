@@ -12,6 +12,7 @@ once measured.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -71,6 +72,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--seed-batching", choices=("auto", "on", "off"), default="auto",
                     help="train the seeds of a protocol that supports it in one pass (auto: on CUDA only, "
                          "where it pays) (default: auto)")
+    group.addoption("--fetch-data", action="store_true", default=False,
+                    help="before running, fetch the datasets the selected entries need into --data-dir "
+                         "(downloaded and verified; see python -m verify fetch-data)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -260,10 +264,32 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
             for line in plan.lines(workers):
                 reporter.write_line(line)
         return True
+    if config.getoption("fetch_data"):
+        _fetch_data(config, entries, runner.data_dir)
     for line in plan.lines(workers)[len(plan.jobs):]:  # the totals (and any note), not one line per job
         runner.progress(line)
     runner.execute(plan, state.executor(), workers)
     return None
+
+
+def _fetch_data(config: pytest.Config, entries: list[Entry], data_dir: Path) -> None:
+    """--fetch-data: fetch every dataset the selected entries name. A file that cannot be fetched is
+    one line here, and its entries are then `not run`, naming it, as they would be without the option."""
+    from verify import fetch
+
+    names = list(dict.fromkeys(name for entry in entries for name in entry.datasets))
+    known = [name for name in names if name in fetch.DATASETS]
+    lines = [f"fetch-data: no registered dataset {name!r}" for name in names if name not in known]
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if known:  # progress goes to the terminal as it happens, not into a captured buffer
+        with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+            try:
+                lines += [f"fetch-data: {outcome.line()}" for outcome in fetch.fetch(known, data_dir)]
+            except OSError as error:  # the data directory cannot be written
+                lines.append(f"fetch-data: {error}")
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    for line in lines if reporter is not None else ():
+        reporter.write_line(line)
 
 
 class VerdictChanged(AssertionError):

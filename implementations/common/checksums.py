@@ -1,9 +1,11 @@
-"""Known dataset files, their checksums, and verification that hashes each file once per process.
+"""Known dataset files, their checksums, where they are published, and verification that hashes
+each file once per process.
 
 A run only ever uses data whose bytes match a published checksum (or a digest defined in the
 datasets MANIFEST.md). A missing or mismatching file raises `DatasetMissing` / `DatasetCorrupt`,
 whose `not_run = True` turns the claim into `not run`, naming the file: nothing is ever replaced
-by substitute data.
+by substitute data. `DATASETS` registers each dataset's files with their official URLs and mirrors,
+for `python -m verify fetch-data` (verify/fetch.py), which verifies downloads by the same MANIFEST.
 """
 
 from __future__ import annotations
@@ -203,25 +205,107 @@ MANIFEST: Mapping[str, tuple[Checksum, ...]] = types.MappingProxyType({
         _sha256("f9b1e2130bab680db56eb06d886f7f1ad0f1183907ceff4659d1735c890f5b04", "official images"),),
     "cifar10:y_test": (
         _sha256("cec8a24a1e92aa2ecaa0bbd3dbfa86bf6cd8759fbd209a832824c8cf0afca9d5", "official labels"),),
+    # The file itself, so that fetch-data can tell it stands for the tarball without decoding it.
+    "cifar10/cifar10-repacked.npz": (
+        _sha256("f99f686590cd9363ccd6262c59f1e2f36efc314f4bbef2cb611b24bd15173c6f", "repacked arrays"),),
     "cifar100/cifar-100-python.tar.gz": (
         _md5("eb9058c3a382ffc7106e4002c42a8d85", "official"),),
 })
 
-_WHERE_TO_GET = {
-    "mnist": "the official MNIST files from http://yann.lecun.com/exdb/mnist/ "
-             "(mirror: https://ossci-datasets.s3.amazonaws.com/mnist/)",
-    "fashion-mnist": "the official Fashion-MNIST files from "
-                     "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-    "omniglot": "the official Omniglot archives from https://github.com/brendenlake/omniglot (python/ folder)",
-    "cifar10": "cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html",
-    "cifar100": "cifar-100-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html",
-}
+# ---------------------------------------------------------------------------------------------
+# Where each dataset's files come from: the registry `python -m verify fetch-data` downloads from.
+# Checksums are never here: a file is verified by its MANIFEST entry (same key), and a file with no
+# MANIFEST entry has no known checksum. Sizes are those MANIFEST.md gives for the official files.
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One file of a dataset, as published.
+
+    key: its path relative to the data directory, which is also its MANIFEST key.
+    urls: tried in this order; the official one first, except MNIST's, where torchvision's S3 mirror
+      comes before yann.lecun.com, which has at times refused downloads.
+    size: bytes of the official file where published (None: not known here); a download that
+      grows past it is cut off.
+    torchvision: its path below a torchvision dataset root (`root=` of torchvision.datasets),
+      where torchvision keeps the same file (None: torchvision has no such file).
+    alternatives: keys of files that, present and verified, make this one unnecessary (the
+      repacked CIFAR-10 arrays stand for the official tarball).
+    """
+
+    key: str
+    urls: tuple[str, ...]
+    size: int | None = None
+    torchvision: str | None = None
+    alternatives: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """A dataset's folder in the data directory (`name`), its files and, for error messages, what
+    to put there by hand (`by_hand`)."""
+
+    name: str
+    files: tuple[RemoteFile, ...]
+    by_hand: str
+
+    def verifiable(self, manifest: Mapping[str, Sequence[Checksum]]) -> bool:
+        """Every file has a known checksum (only such datasets are fetched when none is named)."""
+        return all(manifest.get(file.key) for file in self.files)
+
+
+def _published(folder: str, sizes: Mapping[str, int | None], bases: Sequence[str],
+               torchvision: str | None = None, alternatives: Sequence[str] = ()) -> tuple[RemoteFile, ...]:
+    """Files `folder/<name>` published as `<base><name>` under each base URL."""
+    return tuple(RemoteFile(f"{folder}/{name}", tuple(base + name for base in bases), size,
+                            None if torchvision is None else f"{torchvision}{name}", tuple(alternatives))
+                 for name, size in sizes.items())
+
+
+_KRIZ = ("https://www.cs.toronto.edu/~kriz/",)
+_QWEN_FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
+               "tokenizer_config.json", "vocab.json", "merges.txt")
+
+DATASETS: Mapping[str, DatasetSource] = types.MappingProxyType({source.name: source for source in (
+    DatasetSource("mnist", _published(
+        "mnist",
+        {"train-images-idx3-ubyte.gz": 9912422, "train-labels-idx1-ubyte.gz": 28881,
+         "t10k-images-idx3-ubyte.gz": 1648877, "t10k-labels-idx1-ubyte.gz": 4542},
+        ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"), "MNIST/raw/"),
+        "the official MNIST files from http://yann.lecun.com/exdb/mnist/"),
+    DatasetSource("fashion-mnist", _published(
+        "fashion-mnist",
+        {"train-images-idx3-ubyte.gz": 26421880, "train-labels-idx1-ubyte.gz": 29515,
+         "t10k-images-idx3-ubyte.gz": 4422102, "t10k-labels-idx1-ubyte.gz": 5148},
+        ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",), "FashionMNIST/raw/"),
+        "the official Fashion-MNIST files from http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"),
+    DatasetSource("omniglot", _published(
+        "omniglot",
+        {"images_background.zip": 9464212, "images_evaluation.zip": 6462886,
+         "images_background_small1.zip": 1319022, "images_background_small2.zip": 1580917},
+        ("https://raw.githubusercontent.com/brendenlake/omniglot/master/python/",
+         "https://github.com/brendenlake/omniglot/raw/master/python/"), "omniglot-py/"),
+        "the official Omniglot archives from https://github.com/brendenlake/omniglot (python/ folder)"),
+    DatasetSource("cifar10", _published(
+        "cifar10", {"cifar-10-python.tar.gz": 170498071}, _KRIZ, "", ("cifar10/cifar10-repacked.npz",)),
+        "cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html"),
+    DatasetSource("cifar100", _published("cifar100", {"cifar-100-python.tar.gz": None}, _KRIZ, ""),
+                  "cifar-100-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html"),
+    # No checksum of these is known here: fetched only when named, and kept only with --trust-unverified.
+    DatasetSource("ag_news", _published(
+        "ag_news", {"train.csv": None, "test.csv": None},
+        ("https://raw.githubusercontent.com/mhjabreel/CharCnn_Keras/master/data/ag_news_csv/",)),
+        "train.csv and test.csv from https://github.com/mhjabreel/CharCnn_Keras (data/ag_news_csv/)"),
+    DatasetSource("qwen2.5-1.5b", _published(
+        "qwen2.5-1.5b", dict.fromkeys(_QWEN_FILES), ("https://huggingface.co/Qwen/Qwen2.5-1.5B/resolve/main/",)),
+        "the Qwen/Qwen2.5-1.5B weights and tokenizer files from https://huggingface.co/Qwen/Qwen2.5-1.5B"),
+)})
 
 
 def where_to_get(key: str) -> str:
-    """How to obtain the file behind a manifest key, for error messages."""
+    """How to obtain the file behind a manifest key (or a dataset name), for error messages."""
     folder = key.split("/", 1)[0].split(":", 1)[0]
-    return (f"Put {_WHERE_TO_GET[folder]} into the data directory's {folder}/ folder "
+    return (f"Fetch it with `python -m verify fetch-data {folder}`, or put {DATASETS[folder].by_hand} into the "
+            f"data directory's {folder}/ folder "
             "(data directory: --data-dir, else $CLAIMS_DATA_DIR, else ~/.cache/claims-harness/datasets).")
 
 
@@ -241,6 +325,14 @@ def file_identity(path: str | Path) -> tuple[str, int, int]:
     resolved = Path(path).resolve()
     status = resolved.stat()
     return str(resolved), status.st_size, status.st_mtime_ns
+
+
+def forget_digests(path: str | Path) -> None:
+    """Drop the cached digests of whatever was at `path`: a file rewritten in place (a download's
+    `.part`) can keep its size and, on a coarse-clock file system, its mtime."""
+    resolved = str(Path(path).resolve())
+    for key in [key for key in _DIGEST_CACHE if key[0] == resolved]:
+        del _DIGEST_CACHE[key]
 
 
 def file_digests(path: str | Path, algorithms: Sequence[str] = ("sha256",)) -> dict[str, str]:
