@@ -36,10 +36,12 @@ MAIN_DEVICES = ("cpu", "cuda")
 PENDING, MISSING = "full protocol pending", "input missing"
 VERDICT_ORDER = ("reproduced", "not reproduced", "inconclusive", "measured", PENDING, MISSING)
 VERDICT_MEANINGS = {
-    "reproduced": "the measured 95% interval lies within the claimed value's tolerance band "
-                  "(or satisfies the exact or one-sided claim)",
-    "not reproduced": "the interval lies outside the band; the badge says above or below",
-    "inconclusive": "the interval straddles an edge of the band: more seeds would decide",
+    "reproduced": "the claim holds by its kind's rule: every seed satisfies it (universal, exact), one run's "
+                  "95% prediction interval meets the band (single run), or the 95% interval of the mean lies "
+                  "inside it (mean)",
+    "not reproduced": "it does not: a counterexample seed, or the interval wholly outside the band; the badge "
+                      "says whether the measurement lies above or below",
+    "inconclusive": "the interval straddles an edge of the band, or fewer than 5 seeds ran: more seeds would decide",
     "measured": "a finding with no claimed value, reported as a measurement",
     PENDING: "not run: only the reduced (smoke) size ran here, which never speaks for a quote; run --profile full",
     MISSING: "not run: an input is absent here (dataset file, model weights, a CUDA device); the reason names it",
