@@ -42,3 +42,11 @@ def test_the_command_prints_the_summary(tmp_path, capsys):
     assert cli.main(["summary", "--results", str(tmp_path / "none.sqlite"), "--merge", str(FIXTURE)]) == 0
     assert "#### dtgma" in capsys.readouterr().out
     assert cli.main(["summary", "--results", str(tmp_path / "none.sqlite")]) == 2
+
+
+def test_a_full_profile_verdict_outranks_the_smoke_one():
+    smoke = record("c", "A", "Accuracy", verdict="not run", mean=None, not_run="full protocol pending",
+                   reason="full protocol pending", profile="smoke", created="2026-11-27T20:00:00")
+    full = record("c", "A", "Accuracy", mean=0.98, profile="full", created="2026-11-27T19:00:00")
+    text = summary.markdown([smoke, full])
+    assert "| A · Accuracy | 1 | 0.98 (n=5) | reproduced |" in text and "pending" not in text

@@ -42,7 +42,14 @@ def _parameter_line(records: list[dict[str, Any]]) -> str:
 
 
 def markdown(records: Iterable[dict[str, Any]], device: str = "cpu") -> str:
-    claims = [r for r in records if r["kind"] == "claim" and r["device"] == device]
+    newest: dict[str, dict[str, Any]] = {}
+    for record in records:  # one record per claim: a full-profile verdict outranks a smoke one, then the newest
+        if record["kind"] == "claim" and record["device"] == device:
+            held = newest.get(record["claim_id"])
+            if held is None or (record["profile"] == "full", record["created"]) > (held["profile"] == "full",
+                                                                                    held["created"]):
+                newest[record["claim_id"]] = record
+    claims = list(newest.values())
     by_system: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for record in claims:
         by_system[record["system"]].append(record)
