@@ -50,3 +50,9 @@ def test_a_full_profile_verdict_outranks_the_smoke_one():
     full = record("c", "A", "Accuracy", mean=0.98, profile="full", created="2026-11-27T19:00:00")
     text = summary.markdown([smoke, full])
     assert "| A · Accuracy | 1 | 0.98 (n=5) | reproduced |" in text and "pending" not in text
+
+
+def test_a_table_with_nothing_measured_is_one_line():
+    rows = [record(f"c{i}", f"R{i}", "Accuracy", verdict="not run", mean=None, not_run="input missing",
+                   reason="CIFAR-100 file missing") for i in range(3)]
+    assert "*Table 1*: 3 claims, all input missing" in summary.markdown(rows)

@@ -66,6 +66,10 @@ def markdown(records: Iterable[dict[str, Any]], device: str = "cpu") -> str:
             (tables[record["table"]["name"]] if record["table"] else loose).append(record)
         for name in sorted(tables, key=natural_key):
             rows = sorted(tables[name], key=lambda r: (natural_key(r["table"]["row"]), natural_key(r["table"]["column"])))
+            unmeasured = {verdict_label(r) for r in rows if r["verdict"] == "not run"}
+            if len(unmeasured) == 1 and all(r["verdict"] == "not run" for r in rows):
+                lines += [f"*{name}*: {len(rows)} claims, all {unmeasured.pop()}", ""]
+                continue
             lines += [f"*{name}*", "", "| row · column | claimed | measured mean [95% interval] (n) | verdict |",
                       "| --- | --- | --- | --- |"]
             parameters = [r for r in rows if r["table"]["column"] in PARAMETER_COLUMNS]
