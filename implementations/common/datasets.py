@@ -210,25 +210,50 @@ _CIFAR10_BATCHES = {"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "tes
 _NUMPY_RECONSTRUCT = np.empty(0).__reduce__()[0]
 
 
-class _CifarUnpickler(pickle.Unpickler):
+def _plain_dtype(code, align=False, copy=True) -> np.dtype:
+    """numpy.dtype as a CIFAR pickle may call it: a plain number type, nothing with objects or fields."""
+    if not isinstance(code, str) or not isinstance(align, bool) or not isinstance(copy, bool):
+        raise pickle.UnpicklingError(f"numpy.dtype{(code, align, copy)!r} is not a plain number type")
+    dtype = np.dtype(code, align, copy)
+    if dtype.kind not in "biuf" or dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
+        raise pickle.UnpicklingError(f"numpy.dtype({code!r}) is not a plain number type")
+    return dtype
+
+
+class _CifarUnpickler(pickle._Unpickler):
     """Unpickles only what the official CIFAR pickles hold: dicts, lists, bytes and numpy arrays.
 
     Extracted pickles have no published digest and are verified only after decoding, so decoding
-    must not be able to run arbitrary code.
+    must not be able to run arbitrary code, nor hand numpy a state it does not check: a dtype's
+    state (its flags, say) is accepted only when it is the one numpy itself writes for that type,
+    since a flipped flag makes numpy fail with SystemError and leaves it broken for later calls.
+    The pure-Python unpickler is used because its BUILD step can be checked; the official pickles
+    are a few large byte strings, so it is as fast here.
     """
 
     _ALLOWED = {
         ("numpy.core.multiarray", "_reconstruct"): _NUMPY_RECONSTRUCT,
         ("numpy._core.multiarray", "_reconstruct"): _NUMPY_RECONSTRUCT,
         ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
+        ("numpy", "dtype"): _plain_dtype,
         ("_codecs", "encode"): codecs.encode,  # how Python 3 writes bytes in protocol-2 pickles
     }
+    dispatch = dict(pickle._Unpickler.dispatch)
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self._ALLOWED:
             raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a CIFAR pickle")
         return self._ALLOWED[(module, name)]
+
+    def load_build(self) -> None:
+        state, target = self.stack[-1], self.stack[-2]
+        if isinstance(target, np.dtype) and state != target.__reduce__()[2]:
+            raise pickle.UnpicklingError(f"dtype state {state!r} is not the one numpy writes for {target}")
+        if not isinstance(target, (np.dtype, np.ndarray)):
+            raise pickle.UnpicklingError(f"BUILD on a {type(target).__name__} is not in a CIFAR pickle")
+        pickle._Unpickler.load_build(self)
+
+    dispatch[pickle.BUILD[0]] = load_build
 
 
 def _cifar_corrupt(source: str, problem: str) -> DatasetCorrupt:
