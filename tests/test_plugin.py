@@ -134,3 +134,16 @@ def test_a_selected_run_merges_into_the_verdicts_json(project):
     run(project, "-k", "first").assert_outcomes(passed=1, deselected=1)
     records = json.loads((project.path / "reports" / "verdicts.json").read_text())
     assert sorted(record["claim_id"] for record in records) == ["first", "second"]
+
+
+def test_entries_are_selected_by_dataset_with_m(project):
+    write_ledger(project, entry("reads-mnist", 1.0, "reproduced") + 'datasets = ["mnist"]\n'
+                 + entry("reads-qwen", 1.0, "reproduced") + 'datasets = ["qwen2.5-1.5b"]\n'
+                 + entry("reads-nothing", 1.0, "reproduced"))
+    def selected(expression):
+        result = project.runpytest_subprocess("claims", "-p", "no:cacheprovider", "--collect-only", "-q",
+                                              "--strict-markers", "-m", expression)
+        return sorted(line.split("::")[-1] for line in result.stdout.lines if "::" in line)
+    assert selected("mnist") == ["reads-mnist"]
+    assert selected("qwen2_5_1_5b") == ["reads-qwen"]
+    assert selected("not dataset") == ["reads-nothing"]

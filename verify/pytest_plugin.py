@@ -16,6 +16,7 @@ import contextlib
 import importlib
 import json
 import os
+import re
 import sqlite3
 import tempfile
 from dataclasses import dataclass, field
@@ -77,9 +78,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "(downloaded and verified; see python -m verify fetch-data)")
 
 
+def dataset_marker(name: str) -> str:
+    """The marker `-m` selects a dataset by: its name with anything but letters and digits as '_'."""
+    return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "gpu: needs a CUDA device")
     config.addinivalue_line("markers", "dataset(name): needs a dataset in the data directory")
+    from implementations.common.checksums import DATASETS
+
+    for name in DATASETS:
+        config.addinivalue_line("markers", f"{dataset_marker(name)}: needs the {name} dataset (select with -m)")
     config.stash[_STATE] = _SessionState(config)
     _check_engine_options(config)
     _check_run_options(config)
@@ -230,6 +240,7 @@ class LedgerFile(pytest.File):
                 item.add_marker(pytest.mark.gpu)
             for dataset in entry.datasets:
                 item.add_marker(pytest.mark.dataset(dataset))
+                item.add_marker(getattr(pytest.mark, dataset_marker(dataset)))  # -m mnist, -m "not dataset"
             yield item
 
     def repr_failure(self, excinfo):  # a Collector's repr_failure takes no style (pytest >= 8)
