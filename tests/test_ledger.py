@@ -144,22 +144,10 @@ tier = "ci"
 device = "any"
 '''
 
-LINKED_CLAIM = '''
-[[claim]]
-id = "toy-linked"
-system = "toy"
-source = { repository = "someone/toy", file = "README.md", document = "toy.txt" }
-quote = "Toy retention: 1.0000x"
-kind = "universal"
-metric = "value"
-metric_args = { key = "retention" }
-claimed = 1.0
-comparison = "equal"
-tolerance = 0.00005
-tolerance_origin = "printed to 4 decimals"
-experiment = "toy-experiment"
-expected = "reproduced"
-'''
+LINKED_CLAIM = (VALID_CLAIM.replace('id = "toy-claim"', 'id = "toy-linked"')
+                .replace('kind = "exact"', 'kind = "universal"')
+                .replace('protocol = "implementations.sgm.protocols:quickstart_retention"\nseeds = [1, 2, 3]\n'
+                         'tier = "ci"\ndevice = "any"\n', 'experiment = "toy-experiment"\n'))
 
 
 def test_an_entry_takes_protocol_params_and_seeds_from_its_experiment(tmp_path):

@@ -2,9 +2,10 @@
 
 import pytest
 
-from verify import ledger, metrics
+from verify import metrics
 from verify.ledger import LedgerError, load_ledger
 from verify.metrics import MetricInputError, check_args, compute
+from test_ledger import VALID_CLAIM
 
 # Two paired arms of a 2-task run, plus scalars. Final rows: sparse (0.7 + 0.8) / 2 = 0.75,
 # dense (0.5 + 0.6) / 2 = 0.55.
@@ -111,26 +112,7 @@ def test_check_args_limits_nesting():
         check_args(spec.pop("metric"), spec)
 
 
-# A claim of the shape tests/test_ledger.py uses; `kind` only where this version of the ledger knows it.
-KIND = 'kind = "exact"\n' if "kind" in ledger._FIELDS else ""
-CLAIM = '''
-[[claim]]
-id = "toy-claim"
-system = "toy"
-source = { repository = "someone/toy", file = "README.md", document = "toy.txt" }
-quote = "Toy retention: 1.0000x"
-metric = "value"
-metric_args = { key = "retention" }
-claimed = 1.0
-comparison = "equal"
-''' + KIND + '''tolerance = 0.00005
-tolerance_origin = "printed to 4 decimals"
-protocol = "implementations.sgm.protocols:quickstart_retention"
-seeds = [1, 2, 3]
-tier = "ci"
-device = "any"
-expected = "reproduced"
-'''
+CLAIM = VALID_CLAIM  # test_ledger's valid claim
 
 FINDING = '''
 [[finding]]
