@@ -10,7 +10,9 @@ module never imports a system under test.
 
 from __future__ import annotations
 
+import ast
 import hashlib
+import importlib.util
 import platform
 import subprocess
 from dataclasses import dataclass, field
@@ -34,7 +36,6 @@ IMPLEMENTATIONS_DIR = Path(__file__).resolve().parent.parent / "implementations"
 SMOKE_SEEDS = 2
 # Why an entry is `not run`, as the report groups them.
 PENDING, MISSING, DEVICE = "full protocol pending", "input missing", "needs CUDA"
-SHARED_PACKAGES = ("common", "baselines")
 
 
 def resolve_device(requested: str) -> str:
@@ -55,22 +56,75 @@ def engine_settings(device: str, workers: str, threads: int | None, seed_batchin
     return count, per_run, seed_batching == "on" or (seed_batching == "auto" and device == "cuda")
 
 
+def _module_file(name: str) -> Path | None:
+    """The source file of a module under implementations/ (a package's __init__.py), or None."""
+    parts = name.split(".")
+    if parts[0] != IMPLEMENTATIONS_DIR.name:
+        return None
+    base = IMPLEMENTATIONS_DIR.joinpath(*parts[1:])
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imported_modules(path: Path, name: str) -> set[str]:
+    """Every module under implementations/ that the file imports (at any depth of the file), with the
+    packages that contain it: `from a.b import c` names a.b and, where c is a module, a.b.c."""
+    is_package = path.name == "__init__.py"
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_bytes(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                anchor = name.split(".")
+                anchor = anchor[: len(anchor) - node.level + (1 if is_package else 0)]
+                base = ".".join(anchor + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    modules = {module for module in found if _module_file(module) is not None}
+    for module in list(modules):  # importing a.b.c runs a/__init__ and a/b/__init__ too
+        parts = module.split(".")
+        modules.update(".".join(parts[:i]) for i in range(2, len(parts)) if _module_file(".".join(parts[:i])))
+    return modules
+
+
 @lru_cache(maxsize=None)
 def code_version(protocol: str) -> str:
-    """SHA-256 of the source the protocol can reach: its system package plus the shared packages.
+    """SHA-256 of the source the protocol can reach: its module and every module under
+    implementations/ it imports, transitively (found by reading the import statements).
 
     Content-addressed rather than a git commit, so a cached run is invalidated exactly when the code
-    it ran changes, and an uncommitted edit is never mistaken for the committed code.
+    it ran changes (and only then: an edit to another system or an unused shared module leaves it
+    current), and an uncommitted edit is never mistaken for the committed code. A protocol outside
+    implementations/ (a test's toy module) is hashed as its own file.
     """
-    module = protocol.split(":", 1)[0].split(".")
-    packages = set(SHARED_PACKAGES)
-    if len(module) > 1 and module[0] == "implementations":
-        packages.add(module[1])
+    module = protocol.split(":", 1)[0]
+    parts = module.split(".")
+    pending, files = [".".join(parts[:i]) for i in range(1, len(parts) + 1)], {}
+    while pending:
+        name = pending.pop()
+        if name in files:
+            continue
+        path = _module_file(name)
+        if path is None and name == module:
+            spec = importlib.util.find_spec(name)
+            if spec is None or spec.origin is None:
+                raise LookupError(f"protocol module {name!r} cannot be found")
+            path = Path(spec.origin)
+        if path is None:  # a parent package outside implementations/ (a test's toy module)
+            continue
+        files[name] = path
+        pending.extend(_imported_modules(path, name) - files.keys())
     digest = hashlib.sha256()
-    for package in sorted(packages):
-        for path in sorted((IMPLEMENTATIONS_DIR / package).rglob("*.py")):
-            digest.update(str(path.relative_to(IMPLEMENTATIONS_DIR)).encode() + b"\0")
-            digest.update(path.read_bytes() + b"\0")
+    for name in sorted(files):
+        path = files[name]
+        label = path.relative_to(IMPLEMENTATIONS_DIR) if path.is_relative_to(IMPLEMENTATIONS_DIR) else path.name
+        digest.update(str(label).encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
 
 

@@ -1,0 +1,55 @@
+"""A run's code version covers exactly the source its protocol can reach (its import closure)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from verify import runner
+
+
+@pytest.fixture
+def tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "implementations"
+    files = {
+        "__init__.py": "",
+        "common/__init__.py": "",
+        "common/loop.py": "STEP = 1\n",
+        "common/unused.py": "X = 1\n",
+        "alpha/__init__.py": "",
+        "alpha/model.py": "from ..common import loop\n",
+        "alpha/protocols.py": "from implementations.alpha.model import *\n\ndef run(seed, device):\n"
+                              "    from .extra import helper  # a lazy import counts too\n    return {}\n",
+        "alpha/extra.py": "def helper():\n    return 1\n",
+        "beta/__init__.py": "",
+        "beta/protocols.py": "from implementations.common import unused\n",
+    }
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    monkeypatch.setattr(runner, "IMPLEMENTATIONS_DIR", root)
+    runner.code_version.cache_clear()
+    yield root
+    runner.code_version.cache_clear()
+
+
+def version(root: Path, edit: str | None = None) -> str:
+    if edit is not None:
+        path = root / edit
+        path.write_text(path.read_text() + "# edited\n")
+    runner.code_version.cache_clear()
+    return runner.code_version("implementations.alpha.protocols:run")
+
+
+@pytest.mark.parametrize("edit", ["alpha/protocols.py", "alpha/model.py", "alpha/extra.py", "common/loop.py",
+                                  "common/__init__.py", "alpha/__init__.py"])
+def test_an_edit_the_protocol_can_reach_changes_its_version(tree: Path, edit: str) -> None:
+    before = version(tree)
+    assert version(tree, edit) != before
+
+
+@pytest.mark.parametrize("edit", ["beta/protocols.py", "common/unused.py"])
+def test_an_edit_elsewhere_leaves_its_version(tree: Path, edit: str) -> None:
+    before = version(tree)
+    assert version(tree, edit) == before
