@@ -255,6 +255,15 @@ class _CifarUnpickler(pickle._Unpickler):
 
     dispatch[pickle.BUILD[0]] = load_build
 
+    def load(self):
+        # A damaged opcode stream leaves the pure-Python machine's stack holding the wrong types, and
+        # its opcodes then fail with whatever those types raise (AttributeError: a builtin has no
+        # append): that is a malformed pickle too.
+        try:
+            return super().load()
+        except (AttributeError, TypeError, LookupError) as error:
+            raise pickle.UnpicklingError(f"malformed pickle ({type(error).__name__}: {error})") from error
+
 
 def _cifar_corrupt(source: str, problem: str) -> DatasetCorrupt:
     """`source` is a file, or `archive!member` for a member read from a tarball."""
