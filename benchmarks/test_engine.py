@@ -51,7 +51,7 @@ def test_two_workers_against_one(tmp_path, data_dir, benchmark):
                             progress=lambda message: None)
             plan = runner.plan([entry])
             started = time.perf_counter()
-            runner.execute(plan, executor, workers=2)
+            runner.execute_plan(plan, executor, workers=2)
             seconds[arm].append(time.perf_counter() - started)
             assert not runner.failures
     ratios = [one / two for one, two in zip(seconds["1 worker"], seconds["2 workers"])]

@@ -62,7 +62,6 @@ comparison = "at_least"
 kind = "exact"
 tolerance = 0.0
 tolerance_origin = "test"
-expected = "reproduced"
 metric = "value"
 metric_args = {{ key = "x" }}
 protocol = "{protocol}"
@@ -104,7 +103,7 @@ def test_entries_sharing_a_run_share_it_and_stored_runs_are_not_planned(tmp_path
     # a and b read the same three runs; c's params differ (sleep given explicitly), so its runs are its own
     assert plan.pending_runs == 5 and plan.cached == 0
     assert plan.jobs[0].entries == ["a", "b"]
-    runner.execute(replace(plan, jobs=plan.jobs[:2]))
+    runner.execute_plan(replace(plan, jobs=plan.jobs[:2]))
     after = runner.plan(entries)
     assert after.pending_runs == 3 and after.cached == 2
     fresh = make_runner(tmp_path / "r.sqlite").plan(entries)
@@ -114,11 +113,11 @@ def test_entries_sharing_a_run_share_it_and_stored_runs_are_not_planned(tmp_path
 def test_no_cache_runs_each_unique_run_once(tmp_path, toy):
     entries = toy(toy_entry("a") + toy_entry("b"))
     runner = make_runner(tmp_path / "r.sqlite")
-    runner.execute(runner.plan(entries))
+    runner.execute_plan(runner.plan(entries))
     again = make_runner(tmp_path / "r.sqlite", use_cache=False)
     plan = again.plan(entries)
     assert plan.pending_runs == 3  # not 6: b reads the runs a's re-execution makes
-    again.execute(plan)
+    again.execute_plan(plan)
     assert again.plan(entries).pending_runs == 0
     assert [again.evaluate(entry)["values"] for entry in entries] == [[0.1, 0.2, 0.30000000000000004]] * 2
 
@@ -126,7 +125,7 @@ def test_no_cache_runs_each_unique_run_once(tmp_path, toy):
 def test_plan_points_at_runs_stored_under_another_thread_count(tmp_path, toy):
     entries = toy(toy_entry("a", seeds="[1, 2]"))
     one = make_runner(tmp_path / "r.sqlite")
-    one.execute(one.plan(entries))
+    one.execute_plan(one.plan(entries))
     two = Runner(ResultsStore(tmp_path / "r.sqlite"), tmp_path, progress=lambda message: None, threads=2)
     plan = two.plan(entries)
     assert plan.pending_runs == 2 and plan.other_threads == {1: 2}
@@ -141,7 +140,7 @@ def test_estimates_come_from_stored_wall_times(tmp_path, toy):
     first = runner.plan(entries)
     assert [job.estimate for job in first.jobs] == [None, None]
     assert "unknown" in first.lines()[0]
-    runner.execute(replace(first, jobs=first.jobs[:1]))
+    runner.execute_plan(replace(first, jobs=first.jobs[:1]))
     second = runner.plan(entries)
     (job,) = second.jobs
     assert job.estimate == pytest.approx(0.2, abs=0.15) and job.estimate_from_same_params
@@ -156,7 +155,7 @@ def test_failures_reach_the_entries_that_read_them(tmp_path, toy):
     entries = toy(toy_entry("missing", protocol="toy_engine:needs_file", seeds="[1]")
                   + toy_entry("bug", protocol="toy_engine:broken", seeds="[1]"))
     runner = make_runner(tmp_path / "r.sqlite")
-    runner.execute(runner.plan(entries), PoolExecutor(tmp_path, workers=2), workers=2)
+    runner.execute_plan(runner.plan(entries), PoolExecutor(tmp_path, workers=2), workers=2)
     missing = runner.evaluate(entries[0])
     assert missing["verdict"] == "not run" and "toy.bin is missing" in missing["reason"]
     with pytest.raises(RuntimeError, match="ValueError: protocol bug"):
@@ -180,7 +179,7 @@ def raw_outputs(runner, entries):
 def test_executors_store_byte_identical_outputs(tmp_path, executor):
     entries = small_real_entries()
     sequential = make_runner(tmp_path / "sequential.sqlite")
-    sequential.execute(sequential.plan(entries), SequentialExecutor(tmp_path))
+    sequential.execute_plan(sequential.plan(entries), SequentialExecutor(tmp_path))
     parallel = make_runner(tmp_path / f"{executor}.sqlite")
     plan = parallel.plan(entries)
     assert plan.pending_runs == 3
@@ -189,7 +188,7 @@ def test_executors_store_byte_identical_outputs(tmp_path, executor):
         chosen = RayExecutor(tmp_path, address=None, local_cpus=2)
     else:
         chosen = PoolExecutor(tmp_path, workers=2)
-    parallel.execute(plan, chosen, workers=2)
+    parallel.execute_plan(plan, chosen, workers=2)
     assert not parallel.failures
     keys = [spec.key for job in plan.jobs for spec in job.specs]
     expected = {key: sequential.store.raw_outputs(key) for key in keys}
@@ -206,7 +205,7 @@ def test_a_dying_worker_loses_only_its_own_run(tmp_path, toy, executor):
         chosen = RayExecutor(tmp_path, address=None, local_cpus=2)
     else:
         chosen = PoolExecutor(tmp_path, workers=2)
-    runner.execute(runner.plan(entries), chosen, workers=2)
+    runner.execute_plan(runner.plan(entries), chosen, workers=2)
     assert len(runner.failures) == 1
     (failure,) = runner.failures.values()
     assert "died" in str(failure) or "failed" in str(failure)
@@ -226,7 +225,7 @@ def test_plan_groups_seed_batched_protocols(tmp_path, toy, monkeypatch):
     plan = batched.plan(entries)
     (job,) = plan.jobs
     assert [spec.seed for spec in job.specs] == [1, 2, 3, 4] and job.seed_batched
-    batched.execute(plan)
+    batched.execute_plan(plan)
     runs = batched.store.runs()
     assert sorted(run.seed for run in runs) == [1, 2, 3, 4] and all(run.seed_batched for run in runs)
     sequential = make_runner(tmp_path / "b.sqlite")
@@ -239,7 +238,7 @@ def test_plan_groups_seed_batched_protocols(tmp_path, toy, monkeypatch):
 def test_device_independent_runs_are_shared_by_every_device(tmp_path, toy):
     entries = toy(toy_entry("numpy", protocol="toy_engine:numpy_only", seeds="[1, 2]"))
     cpu = make_runner(tmp_path / "r.sqlite")
-    cpu.execute(cpu.plan(entries))
+    cpu.execute_plan(cpu.plan(entries))
     (run, _) = cpu.store.runs()
     assert run.device == "any" and run.outputs["device_seen"] == "cpu"
     gpu = make_runner(tmp_path / "r.sqlite")
@@ -284,10 +283,66 @@ def test_killed_pool_session_resumes_with_nothing_lost(tmp_path, toy):
     for key, run in survived.items():
         assert resumed.get_run(key) == run  # nothing rewritten
     reference = make_runner(tmp_path / "reference.sqlite")
-    reference.execute(reference.plan(load_ledger(project / "claims" / "toy" / "claims.toml")))
+    reference.execute_plan(reference.plan(load_ledger(project / "claims" / "toy" / "claims.toml")))
     assert {key: resumed.raw_outputs(key) for key in survived} == {
         key: reference.store.raw_outputs(key) for key in survived}
     assert sorted(run.run_key for run in reference.store.runs()) == sorted(run.run_key for run in resumed.runs())
+
+
+def _alive_workers(parent: int) -> list[int]:
+    """Pool workers (spawned interpreters) whose parent is `parent`, zombies left out."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            command = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == parent and fields[0] != "Z" and b"spawn_main" in command:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _still_running(pids: list[int]) -> list[int]:
+    running = []
+    for pid in pids:
+        try:
+            if (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                running.append(pid)
+        except OSError:
+            pass
+    return running
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_workers_end_when_their_session_is_killed(tmp_path, toy):
+    """A session killed by SIGTERM (timeout, a scheduler) runs no cleanup: its workers must not go on
+    computing as orphans (each job here would take a minute)."""
+    project = tmp_path / "project"
+    (project / "claims" / "toy").mkdir(parents=True)
+    (project / "claims" / "toy" / "claims.toml").write_text(toy_entry("slow", params="{ sleep = 60.0 }", seeds="[1, 2]"))
+    command = [sys.executable, "-m", "pytest", "claims", "-p", "no:cacheprovider", "--workers", "2",
+               "--threads", "1", "--results", str(project / "r.sqlite"), "--data-dir", str(tmp_path)]
+    session = subprocess.Popen(command, cwd=project, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        workers: list[int] = []
+        while time.monotonic() < deadline and len(workers) < 2:
+            time.sleep(0.2)
+            workers = _alive_workers(session.pid)
+        assert len(workers) == 2
+        os.kill(session.pid, signal.SIGTERM)
+        session.wait()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and _still_running(workers):
+            time.sleep(0.2)
+        assert _still_running(workers) == []
+    finally:
+        try:
+            os.killpg(session.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def test_plan_option_prints_and_runs_nothing(tmp_path, toy):

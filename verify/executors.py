@@ -12,6 +12,7 @@ import importlib
 import multiprocessing
 import os
 import platform
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -150,7 +151,19 @@ class SequentialExecutor:
             on_done(job, runs)
 
 
-def _pool_worker(connection: Connection, data_dir: str) -> None:
+def _exit_with_parent(parent: int, every: float = 2.0) -> None:
+    """A worker ends when its coordinator is gone (killed by SIGTERM or SIGKILL, nothing cleaned up)
+    instead of computing on as an orphan: checked every `every` seconds in a daemon thread."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(1)
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _pool_worker(connection: Connection, data_dir: str, parent: int | None = None) -> None:
+    if parent is not None:
+        _exit_with_parent(parent)
     while True:
         specs = connection.recv()
         if specs is None:
@@ -177,7 +190,7 @@ class PoolExecutor:
 
         def start_worker() -> None:
             ours, theirs = context.Pipe()
-            process = context.Process(target=_pool_worker, args=(theirs, str(self.data_dir)), daemon=True)
+            process = context.Process(target=_pool_worker, args=(theirs, str(self.data_dir), os.getpid()), daemon=True)
             process.start()
             theirs.close()
             if self.on_worker_start is not None:
