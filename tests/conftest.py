@@ -1,7 +1,27 @@
-"""Fixtures shared by the test modules."""
+"""Fixtures shared by the test modules, and what pytest sessions started by the tests need."""
+
+import importlib.metadata
+import os
+from pathlib import Path
 
 import pytest
 import torch
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _plugin_autoloads() -> bool:
+    """Whether a pytest started here loads the claims plugin by itself (the package is installed)."""
+    if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+        return False
+    return any(point.name == "claims" for point in importlib.metadata.entry_points(group="pytest11"))
+
+
+# Sessions the tests start (pytester, subprocess) find this checkout and its plugin also where the
+# package is not installed (a GPU machine running the checkout with PYTHONPATH=.).
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+if not _plugin_autoloads() and "verify.pytest_plugin" not in os.environ.get("PYTEST_PLUGINS", ""):
+    os.environ["PYTEST_PLUGINS"] = ",".join(filter(None, [os.environ.get("PYTEST_PLUGINS"), "verify.pytest_plugin"]))
 
 
 @pytest.fixture

@@ -45,7 +45,6 @@ params = {params}
 seeds = [1]
 tier = "ci"
 device = "any"
-expected = "reproduced"
 '''
 
 

@@ -37,7 +37,6 @@ VALID = {
     "seeds": [1, 2, 3],
     "tier": "ci",
     "device": "any",
-    "expected": "reproduced",
 }
 
 

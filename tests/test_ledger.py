@@ -25,7 +25,6 @@ protocol = "implementations.sgm.protocols:quickstart_retention"
 seeds = [1, 2, 3]
 tier = "ci"
 device = "any"
-expected = "reproduced"
 '''
 
 
@@ -47,7 +46,7 @@ def test_valid_entry_loads(tmp_path):
     (("seeds = [1, 2, 3]", 'seeds = ["a"]'), "seeds", "non-empty list of integers"),
     (('metric = "value"', 'metric = "accuracy_of_dreams"'), "metric", "unknown metric"),
     (('comparison = "equal"', 'comparison = "roughly"'), "comparison", "not one of"),
-    (('expected = "reproduced"', 'expected = "maybe"'), "expected", "not one of"),
+    (('device = "any"', 'device = "any"\nexpected = "reproduced"'), "expected", "results/baseline.json"),
     (('protocol = "implementations.sgm.protocols:quickstart_retention"', 'protocol = "toy"'), "protocol", "package.module:function"),
     (("claimed = 1.0", "claimed = [2.0, 1.0]"), "claimed", "exceeds"),
     (("claimed = 1.0", "claimed = true"), "claimed", "got bool"),
@@ -102,7 +101,7 @@ device = "any"
     with pytest.raises(LedgerError, match=r"finding 'toy-finding': field 'of': no claim 'no-such-claim'"):
         load_ledger(write(tmp_path, VALID_CLAIM + finding))
     (claim, found) = load_ledger(write(tmp_path, VALID_CLAIM + finding.replace("no-such-claim", "toy-claim")))
-    assert found.expected == "measured" and found.claimed is None
+    assert found.kind == "finding" and found.claimed is None
 
 
 def test_duplicate_ids(tmp_path):
@@ -160,7 +159,7 @@ def test_an_entry_takes_protocol_params_and_seeds_from_its_experiment(tmp_path):
 @pytest.mark.parametrize("text,message", [
     (EXPERIMENT + LINKED_CLAIM.replace('experiment = "toy-experiment"', 'experiment = "nope"'),
      r"claim 'toy-linked': field 'experiment': no \[\[experiment\]\] 'nope' in this file \(known: toy-experiment\)"),
-    (EXPERIMENT + LINKED_CLAIM.replace('expected =', 'seeds = [1]\nexpected ='),
+    (EXPERIMENT + LINKED_CLAIM.replace('experiment = "toy-experiment"', 'experiment = "toy-experiment"\nseeds = [1]'),
      r"claim 'toy-linked': field 'seeds': belongs to experiment 'toy-experiment'; remove it here"),
     (EXPERIMENT + EXPERIMENT.replace('"toy-experiment"', '"unused"') + LINKED_CLAIM,
      r"experiment 'unused': no claim or finding names it"),
@@ -190,6 +189,6 @@ metric_args = { key = "x" }
 experiment = "toy-experiment"
 '''
     entries = load_ledger(write(tmp_path, EXPERIMENT + LINKED_CLAIM + finding))
-    assert entries[1].claim_kind is None and entries[1].expected == "measured"
+    assert entries[1].claim_kind is None and entries[1].claimed is None
     with pytest.raises(LedgerError, match="a finding with a claimed value needs a kind"):
         load_ledger(write(tmp_path, EXPERIMENT + LINKED_CLAIM + finding + 'claimed = 1.0\ncomparison = "equal"\n'))

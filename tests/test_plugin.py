@@ -4,6 +4,8 @@ Each test writes a small ledger (data only) into a temporary project and runs py
 """
 
 import json
+import os
+import re
 import time
 from pathlib import Path
 
@@ -25,11 +27,12 @@ def needs_file(*, seed, device, data_dir):
 '''
 
 
-def entry(claim_id, claimed, expected, protocol="toyproto:measure", params="{}", seeds="[1, 2, 3]", comparison="equal",
+def entry(claim_id, claimed, baseline=None, protocol="toyproto:measure", params="{}", seeds="[1, 2, 3]", comparison="equal",
           tolerance=0.01, kind="exact"):
     return f'''
 [[claim]]
 id = "{claim_id}"
+# baseline: {baseline}
 system = "toy"
 source = {{ repository = "someone/toy", file = "README.md", document = "toy.txt" }}
 quote = "x is {claimed}"
@@ -45,7 +48,6 @@ params = {params}
 seeds = {seeds}
 tier = "ci"
 device = "any"
-expected = "{expected}"
 '''
 
 
@@ -56,14 +58,24 @@ def project(pytester, tmp_path, monkeypatch):
     (seeds / "toy.txt").write_text("The toy README: x is 1.0, x is 2.0.")
     monkeypatch.setenv("CLAIMS_SEEDS_DIR", str(seeds))
     pytester.makepyfile(toyproto=TOY_PROTOCOL)
-    monkeypatch.setenv("PYTHONPATH", str(pytester.path))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(pytester.path), os.environ.get("PYTHONPATH", "")]))
     monkeypatch.setenv("CLAIMS_PROTOCOL_ROOTS", str(pytester.path))  # toyproto may define protocols
     (pytester.path / "claims" / "toy").mkdir(parents=True)
     return pytester
 
 
 def write_ledger(project, text):
+    """The ledger, and results/baseline.json with the verdicts its entries' `# baseline:` lines name."""
     (project.path / "claims" / "toy" / "claims.toml").write_text(text)
+    recorded = dict(re.findall(r'^id = "(.+)"\n# baseline: (.+)$', text, flags=re.MULTILINE))
+    write_baseline(project, {claim: verdict for claim, verdict in recorded.items() if verdict != "None"})
+
+
+def write_baseline(project, verdicts, slot="cpu/smoke"):
+    path = project.path / "results" / "baseline.json"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps({"format": "claims-harness-baseline/1",
+                                "verdicts": {claim: {slot: verdict} for claim, verdict in verdicts.items()}}))
 
 
 def run(project, *args):
@@ -74,14 +86,14 @@ def run(project, *args):
 def test_outcomes_follow_verdicts(project):
     write_ledger(project, "".join([
         entry("holds", 1.0, "reproduced"),
-        entry("false-claim", 2.0, "not reproduced"),  # a deliberately false claim, data only
-        entry("flipped", 1.0, "not reproduced"),  # recorded as failing but now reproduces -> strict failure
+        entry("false-claim", 2.0, "not reproduced (below)"),  # a deliberately false claim, data only
+        entry("flipped", 1.0, "not reproduced (below)"),  # recorded as failing but now reproduces -> strict failure
         entry("missing-data", 1.0, "reproduced", protocol="toyproto:needs_file"),
     ]))
     result = run(project)
     result.assert_outcomes(passed=1, xfailed=1, failed=1, skipped=1)
     result.stdout.fnmatch_lines([
-        "*flipped: expected 'not reproduced', measured 'reproduced'*",
+        "*flipped: baseline 'not reproduced (below)', measured 'reproduced'*--update-baseline*",
         "*claims verdicts (cpu, profile smoke)*",
         "*false-claim*2*1*not reproduced (below)*",
         "*toy/train.bin is missing*",
@@ -91,6 +103,34 @@ def test_outcomes_follow_verdicts(project):
     assert verdicts["false-claim"]["values"] == [1.0, 1.0, 1.0]
     assert verdicts["missing-data"]["verdict"] == "not run"
     assert (project.path / "reports" / "index.html").read_text().count("<tr") >= 5
+
+
+def test_a_verdict_with_no_baseline_is_new_and_update_baseline_records_it(project):
+    write_ledger(project, entry("fresh", 1.0) + entry("false-claim", 2.0))
+    result = run(project)
+    result.assert_outcomes(passed=1, xfailed=1)
+    result.stdout.fnmatch_lines(["*new: 2 entries have no baseline verdict on cpu/smoke yet*fresh, false-claim*"])
+    result = run(project, "--update-baseline")
+    result.assert_outcomes(passed=1, xfailed=1)
+    result.stdout.fnmatch_lines(["*baseline cpu/smoke: 0 verdicts changed, 2 new*"])
+    recorded = json.loads((project.path / "results" / "baseline.json").read_text())["verdicts"]
+    assert recorded == {"false-claim": {"cpu/smoke": "not reproduced (below)"}, "fresh": {"cpu/smoke": "reproduced"}}
+    result = run(project)
+    result.assert_outcomes(passed=1, xfailed=1)
+    result.stdout.no_fnmatch_line("*new: *")
+    # A verdict that differs from the recorded one fails, naming both.
+    write_baseline(project, {"fresh": "not reproduced (above)", "false-claim": "not reproduced (below)"})
+    result = run(project)
+    result.assert_outcomes(failed=1, xfailed=1)
+    result.stdout.fnmatch_lines(["*fresh: baseline 'not reproduced (above)', measured 'reproduced'*"])
+
+
+def test_an_unreadable_baseline_is_one_usage_error(project):
+    write_ledger(project, entry("fresh", 1.0))
+    (project.path / "results" / "baseline.json").write_text("{not json")
+    result = run(project)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*baseline*baseline.json: cannot be read*"])
 
 
 def test_second_run_is_cached_and_fast(project):
@@ -129,7 +169,7 @@ def test_malformed_ledger_is_a_one_line_collection_error(project):
 
 
 def test_a_selected_run_merges_into_the_verdicts_json(project):
-    write_ledger(project, entry("first", 1.0, "reproduced") + entry("second", 2.0, "not reproduced"))
+    write_ledger(project, entry("first", 1.0, "reproduced") + entry("second", 2.0, "not reproduced (below)"))
     run(project).assert_outcomes(passed=1, xfailed=1)
     run(project, "-k", "first").assert_outcomes(passed=1, deselected=1)
     records = json.loads((project.path / "reports" / "verdicts.json").read_text())

@@ -38,7 +38,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 from verify import metrics
-from verify.verdicts import CLAIM_KINDS, COMPARISONS, EXPECTABLE, KIND_COMPARISONS, MIN_SEEDS, STOCHASTIC_KINDS
+from verify.verdicts import CLAIM_KINDS, COMPARISONS, KIND_COMPARISONS, MIN_SEEDS, STOCHASTIC_KINDS
 
 TIERS = ("ci", "full")
 DEVICES = ("any", "cuda")
@@ -111,7 +111,6 @@ class Entry:
     comparison: str | None = None
     tolerance: float = 0.0
     tolerance_origin: str | None = None
-    expected: str = "measured"
     metric_args: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
     smoke_params: dict[str, Any] = field(default_factory=dict)
@@ -169,7 +168,6 @@ _FIELDS: dict[str, tuple[tuple[type, ...], bool, bool]] = {
     "seeds": ((list,), True, True),
     "tier": ((str,), True, True),
     "device": ((str,), True, True),
-    "expected": ((str,), True, False),
     "datasets": ((list,), False, False),
     "deviation": ((str,), False, False),
     "table": ((dict,), False, False),
@@ -269,6 +267,9 @@ class _EntryValidator:
 
     def _check_types(self, fields: dict[str, tuple[tuple[type, ...], bool]]) -> None:
         for name in self.raw:
+            if name == "expected":
+                raise self.fail(name, "the ledger no longer records measured verdicts: they live in "
+                                      "results/baseline.json (pytest claims --update-baseline)")
             if name not in fields:
                 raise self.fail(name, f"unknown field (known: {', '.join(sorted(fields))})")
         for name, (types, required) in fields.items():
@@ -347,7 +348,6 @@ class _EntryValidator:
             seeds=experiment.seeds,
             tier=experiment.tier,
             device=experiment.device,
-            expected=self._expected(),
             datasets=experiment.datasets,
             deviation=experiment.deviation,
             table=self._table(),
@@ -495,14 +495,6 @@ class _EntryValidator:
         if len(set(value)) != len(value):
             raise self.fail("seeds", f"duplicate seeds in {value!r}")
         return tuple(value)
-
-    def _expected(self) -> str:
-        if self.kind == "finding" and "expected" not in self.raw:
-            return "measured" if "claimed" not in self.raw else "reproduced"
-        value = self.raw["expected"]
-        if value not in EXPECTABLE:
-            raise self.fail("expected", f"{value!r} is not one of {', '.join(EXPECTABLE)}")
-        return value
 
     def _datasets(self) -> tuple[str, ...]:
         value = self.raw.get("datasets", [])

@@ -3,11 +3,12 @@
 Shaped like pytest-benchmark: command-line options, fixtures, and a terminal summary. Registered
 through the ``pytest11`` entry point, so ``pytest claims/`` needs no conftest.
 
-Outcomes (DESIGN.md): a claim PASSES when its verdict is ``reproduced``; a claim whose ledger
-``expected`` verdict is ``not reproduced`` or ``inconclusive`` and that measures so is an expected
-failure (xfail) whose reason carries the numbers; any verdict other than the expected one FAILS, in
-either direction (strict); ``not run`` SKIPS with its reason. A finding with no claimed value passes
-once measured.
+Outcomes (DESIGN.md): each verdict is compared with the baseline (results/baseline.json, the last
+verdict measured per entry, device and profile; see verify/baseline.py). The same verdict PASSES
+when it is ``reproduced`` or ``measured`` and is an expected failure (xfail, its reason carrying the
+numbers) when it is ``not reproduced`` or ``inconclusive``; a different verdict FAILS, naming both;
+an entry with no baseline verdict yet is reported as new. ``--update-baseline`` records the verdicts
+instead. ``not run`` SKIPS with its reason.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import pytest
 
 import torch
 
+from verify import baseline as baseline_file
 from verify import report
 from verify.executors import Executor, PoolExecutor, RayExecutor, SequentialExecutor
 from verify.ledger import Entry, LedgerError, default_seeds_dir, load_ledger
@@ -37,6 +39,7 @@ from verify.verdicts import Verdict
 DEFAULT_RESULTS = "reports/results.sqlite"
 DEFAULT_VERDICTS_JSON = "reports/verdicts.json"
 DEFAULT_REPORT_HTML = "reports/index.html"
+DEFAULT_BASELINE = "results/baseline.json"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -73,6 +76,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--seed-batching", choices=("auto", "on", "off"), default="auto",
                     help="train the seeds of a protocol that supports it in one pass (auto: on CUDA only, "
                          "where it pays) (default: auto)")
+    group.addoption("--baseline", default=DEFAULT_BASELINE,
+                    help=f"the last measured verdicts each verdict is compared with (default: {DEFAULT_BASELINE})")
+    group.addoption("--update-baseline", action="store_true", default=False,
+                    help="record this session's verdicts in the baseline instead of failing on a change")
+    group.addoption("--no-bundle", action="store_true", default=False,
+                    help="leave the reference bundle (results/*.json) out of the HTML report")
     group.addoption("--fetch-data", action="store_true", default=False,
                     help="before running, fetch the datasets the selected entries need into --data-dir "
                          "(downloaded and verified; see python -m verify fetch-data)")
@@ -140,7 +149,10 @@ def _check_output_paths(config: pytest.Config) -> None:
     """Where the session will write, checked once before any item runs (an unwritable store would
     otherwise fail every item, and an unwritable report end the session with a traceback)."""
     options = ["results"] if config.getoption("plan") else ["results", "verdicts_json", "report_html"]
+    if config.getoption("update_baseline") and not config.getoption("plan"):
+        options.append("baseline")
     state = config.stash[_STATE]
+    state.baseline  # a baseline that cannot be read is one usage error before anything runs
     for option in options:
         problem = _unwritable(state._path(option))
         if problem:
@@ -157,7 +169,19 @@ class _SessionState:
 
     config: pytest.Config
     records: list[dict[str, Any]] = field(default_factory=list)
+    new: list[str] = field(default_factory=list)  # entries with no baseline verdict for this device/profile
+    changed: list[str] = field(default_factory=list)
     _runner: Runner | None = None
+    _baseline: dict[str, dict[str, str]] | None = None
+
+    @property
+    def baseline(self) -> dict[str, dict[str, str]]:
+        if self._baseline is None:
+            try:
+                self._baseline = baseline_file.load(self._path("baseline"))
+            except baseline_file.BaselineError as error:
+                raise pytest.UsageError(str(error)) from None
+        return self._baseline
 
     def _path(self, option: str) -> Path:
         path = Path(self.config.getoption(option))
@@ -279,7 +303,7 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
         _fetch_data(config, entries, runner.data_dir)
     for line in plan.lines(workers)[len(plan.jobs):]:  # the totals (and any note), not one line per job
         runner.progress(line)
-    runner.execute(plan, state.executor(), workers)
+    runner.execute_plan(plan, state.executor(), workers)
     return None
 
 
@@ -304,7 +328,7 @@ def _fetch_data(config: pytest.Config, entries: list[Entry], data_dir: Path) -> 
 
 
 class VerdictChanged(AssertionError):
-    """The measured verdict differs from the one the ledger records as expected."""
+    """The measured verdict differs from the baseline's (the last one measured and recorded)."""
 
 
 class ClaimItem(pytest.Item):
@@ -317,16 +341,23 @@ class ClaimItem(pytest.Item):
         record = state.runner.evaluate(self.entry)
         state.records.append(record)
         verdict = Verdict(record["verdict"], record["direction"], record["reason"])
-        expected = self.entry.expected
         if verdict.status == "not run":
             pytest.skip(f"{self.entry.id}: not run: {verdict.reason}")
-        if not verdict.matches(expected):
-            raise VerdictChanged(
-                f"{self.entry.id}: expected '{expected}', measured '{verdict.label}': {verdict.reason}; "
-                f"per-seed values {record['values']} (seeds {record['seeds']})"
-            )
+        status, previous = baseline_file.compare(record, state.baseline)
+        record["baseline"] = previous
+        if status == baseline_file.NEW:
+            state.new.append(self.entry.id)
+        elif status == baseline_file.CHANGED:
+            state.changed.append(self.entry.id)
+            if not self.config.getoption("update_baseline"):
+                raise VerdictChanged(
+                    f"{self.entry.id}: baseline '{previous}', measured '{verdict.label}': {verdict.reason}; "
+                    f"per-seed values {record['values']} (seeds {record['seeds']}); if this change is right, "
+                    f"record it with --update-baseline")
         if verdict.status in ("inconclusive", "not reproduced"):
-            pytest.xfail(f"{verdict.label} (as recorded): {verdict.reason}")
+            how = "new" if status == baseline_file.NEW else ("recorded now" if status == baseline_file.CHANGED
+                                                            else "as in the baseline")
+            pytest.xfail(f"{verdict.label} ({how}): {verdict.reason}")
 
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, VerdictChanged):
@@ -399,6 +430,17 @@ def _merged_with_previous(path: Path, records: list[dict[str, Any]]) -> list[dic
     return merge_verdicts([previous, records])
 
 
+def _with_bundle(config: pytest.Config, store: ResultsStore) -> tuple[list[dict[str, Any]], list[Any]]:
+    """The store's verdicts and runs, with the reference bundle's (results/ beside the baseline)."""
+    from verify import bundle
+
+    records, runs = store.verdicts(), list(store.runs())
+    if config.getoption("no_bundle"):
+        return records, runs
+    bundled_records, bundled_runs = bundle.load_bundle(Path(config.rootpath) / "results")
+    return merge_verdicts([bundled_records, records]), runs + bundled_runs
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
     state = config.stash.get(_STATE, None)
     if state is None or not state.records:
@@ -418,14 +460,24 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
     for record in state.records:
         if record["verdict"] == "not run" and record not in pending:
             terminalreporter.write_line(f"not run: {record['claim_id']}: {record['reason']}")
+    slot = f"{state.runner.device}/{state.runner.profile}"
+    updating = config.getoption("update_baseline")
+    if state.new and not updating:
+        terminalreporter.write_line(f"new: {len(state.new)} entries have no baseline verdict on {slot} yet (not a "
+                                    f"failure; record them with --update-baseline): {', '.join(state.new[:8])}"
+                                    + (" ..." if len(state.new) > 8 else ""))
     store = state.runner.store
     writes = (
         ("verdicts JSON", lambda: write_text_atomic(
             state._path("verdicts_json"),
             json.dumps(_merged_with_previous(state._path("verdicts_json"), state.records), indent=1, sort_keys=True,
                        allow_nan=False) + "\n")),
-        ("HTML report", lambda: report.write_report(store.verdicts(), store.runs(), state._path("report_html"))),
+        ("HTML report", lambda: report.write_report(*_with_bundle(config, store), state._path("report_html"))),
     )
+    if updating:
+        writes += (("baseline", lambda: baseline_file.write(
+            state._path("baseline"), baseline_file.updated(state.baseline, state.records))),)
+        terminalreporter.write_line(f"baseline {slot}: {len(state.changed)} verdicts changed, {len(state.new)} new")
     for label, write in writes:
         # Checked writable before the run; a disk that fills up or a folder that changes since is
         # one line here, and the previous file stays as it was (written through a renamed temporary).

@@ -45,15 +45,6 @@ KIND_COMPARISONS = {
 STOCHASTIC_KINDS = ("universal", "single_run", "mean")
 MIN_SEEDS = 5
 VERDICTS = ("reproduced", "not reproduced", "inconclusive", "not run", "measured")
-EXPECTABLE = (
-    "reproduced",
-    "not reproduced",
-    "not reproduced (above)",
-    "not reproduced (below)",
-    "inconclusive",
-    "not run",
-    "measured",
-)
 CONFIDENCE = 0.95
 BOOTSTRAP_RESAMPLES = 10_000
 
@@ -121,10 +112,6 @@ class Verdict:
         if self.status == "not reproduced" and self.direction:
             return f"not reproduced ({self.direction})"
         return self.status
-
-    def matches(self, expected: str) -> bool:
-        """True when this verdict is what the ledger expects ("not reproduced" matches either direction)."""
-        return expected in (self.status, self.label)
 
 
 @dataclass(frozen=True)
