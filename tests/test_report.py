@@ -116,14 +116,28 @@ def test_cli_merges_store_and_exports(tmp_path, capsys):
     store = ResultsStore(tmp_path / "results.sqlite")
     store.import_json(CPU_EXPORT)
     out = tmp_path / "report" / "index.html"
-    assert cli.main(["report", "--results", str(store.path), "--merge", str(CUDA_EXPORT), "--out", str(out)]) == 0
+    assert cli.main(["report", "--results", str(store.path), "--merge", str(CUDA_EXPORT), "--out", str(out),
+                     "--no-bundle"]) == 0
     assert f"wrote {out}" in capsys.readouterr().out
     html = out.read_text(encoding="utf-8")
     assert badges(claim_row(html, "sgm-quickstart-retention")) == ["inconclusive", "not reproduced (above)"]
     only_exports = tmp_path / "exports.html"
     assert cli.main(["report", "--results", str(tmp_path / "absent.sqlite"), "--merge", str(CPU_EXPORT), str(CUDA_EXPORT),
-                     "--out", str(only_exports)]) == 0
+                     "--out", str(only_exports), "--no-bundle"]) == 0
     assert "CPU ≠ CUDA" in claim_row(only_exports.read_text(encoding="utf-8"), "dtgma-split-mnist-ewc-forgetting")
+
+
+def test_the_bundle_is_merged_by_default_and_other_code_is_shown_stale(tmp_path, capsys):
+    bundle = tmp_path / "results"
+    bundle.mkdir()
+    (bundle / "cpu-full.json").write_bytes(CPU_EXPORT.read_bytes())  # recorded by older code: every verdict stale
+    out = tmp_path / "index.html"
+    assert cli.main(["report", "--results", str(tmp_path / "absent.sqlite"), "--bundle", str(bundle),
+                     "--out", str(out)]) == 0
+    row = claim_row(out.read_text(encoding="utf-8"), "dtgma-split-mnist-accuracy")
+    assert badges(row)[0] == "reproduced" and 'class="stale"' in row
+    assert cli.main(["report", "--results", str(tmp_path / "absent.sqlite"), "--bundle", str(bundle), "--no-bundle",
+                     "--out", str(out)]) == 2
 
 
 def test_report_is_self_contained(cpu_and_cuda_html):

@@ -39,9 +39,9 @@ def test_a_universal_claim_shows_the_spread_of_its_seeds():
 
 
 def test_the_command_prints_the_summary(tmp_path, capsys):
-    assert cli.main(["summary", "--results", str(tmp_path / "none.sqlite"), "--merge", str(FIXTURE)]) == 0
+    assert cli.main(["summary", "--results", str(tmp_path / "none.sqlite"), "--merge", str(FIXTURE), "--no-bundle"]) == 0
     assert "#### dtgma" in capsys.readouterr().out
-    assert cli.main(["summary", "--results", str(tmp_path / "none.sqlite")]) == 2
+    assert cli.main(["summary", "--results", str(tmp_path / "none.sqlite"), "--no-bundle"]) == 2
 
 
 def test_a_full_profile_verdict_outranks_the_smoke_one():
@@ -56,3 +56,23 @@ def test_a_table_with_nothing_measured_is_one_line():
     rows = [record(f"c{i}", f"R{i}", "Accuracy", verdict="not run", mean=None, not_run="input missing",
                    reason="CIFAR-100 file missing") for i in range(3)]
     assert "*Table 1*: 3 claims, all input missing" in summary.markdown(rows)
+
+
+def test_the_readme_block_is_written_from_the_bundle_and_a_stale_one_fails_the_check(tmp_path, capsys):
+    bundle = tmp_path / "results"
+    bundle.mkdir()
+    (bundle / "cpu-full.json").write_bytes(FIXTURE.read_bytes())
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Tool\n\nintro\n\n{summary.README_BEGIN}\nold\n{summary.README_END}\n\nafter\n")
+    args = ["summary", "--readme", str(readme), "--bundle", str(bundle)]
+    assert cli.main(args + ["--check"]) == 1
+    assert "the verdicts block is stale" in capsys.readouterr().err
+    assert cli.main(args) == 0
+    text = readme.read_text()
+    assert text.startswith("# Tool\n\nintro\n\n") and text.endswith("\n\nafter\n") and "#### dtgma" in text
+    assert "CUDA verdict" in text and "(stale)" in text  # the fixture's code is not this code
+    assert cli.main(args + ["--check"]) == 0
+    readme.write_text(text.replace("reproduced", "reproduced!", 1))
+    assert cli.main(args + ["--check"]) == 1
+    readme.write_text("# Tool without a block\n")
+    assert cli.main(args) == 2

@@ -1,49 +1,143 @@
-"""Command line: ``python -m verify {plan,report,summary,export,import,check-ledgers,fetch-data}``."""
+"""Command line: ``python -m verify {plan,report,summary,bundle,export,import,check-ledgers,fetch-data}``."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sqlite3
 import sys
 from pathlib import Path
 
 from verify import report
+from verify.bundle import BUNDLE_DIR
 from verify.ledger import LedgerError, default_seeds_dir, load_all, load_ledger
-from verify.store import ResultsStore, merge_verdicts, read_export
+from verify.store import ResultsStore, Run, merge_verdicts, read_export, write_text_atomic
 
 DEFAULT_RESULTS = "reports/results.sqlite"
 
 
-def _report(args: argparse.Namespace) -> int:
-    if not Path(args.results).exists() and not args.merge:
-        print(f"error: no results store at {args.results} and no --merge files given", file=sys.stderr)
-        return 2
-    # Every export is checked whole before the report is built: a bad one is one line naming it.
+def _gather(args: argparse.Namespace) -> tuple[list[dict], list[dict]] | None:
+    """(verdict records, runs) from the store, the --merge files and the bundle (unless --no-bundle);
+    None when there is nothing to read. Every file is checked whole first: a bad one is one line."""
+    from verify import bundle
+
     documents = [read_export(path) for path in args.merge]
-    record_sets, runs = [], []
+    bundled_records, bundled_runs = ([], []) if args.no_bundle else bundle.load_bundle(Path(args.bundle))
+    if not Path(args.results).exists() and not documents and not bundled_records:
+        return None
+    record_sets, runs = [bundled_records], list(bundled_runs)
     if Path(args.results).exists():
         store = ResultsStore(args.results)
         record_sets.append(store.verdicts())
-        runs.extend(store.runs())
+        runs.extend(run.as_dict() for run in store.runs())
     for document in documents:
         record_sets.append(document["verdicts"])
         runs.extend(document["runs"])
-    path = report.write_report(merge_verdicts(record_sets), runs, args.out)
+    return merge_verdicts(record_sets), runs
+
+
+def _report(args: argparse.Namespace) -> int:
+    gathered = _gather(args)
+    if gathered is None:
+        print(f"error: no results store at {args.results}, no bundle and no --merge files", file=sys.stderr)
+        return 2
+    path = report.write_report(*gathered, args.out)
     print(f"wrote {path}")
     return 0
 
 
 def _summary(args: argparse.Namespace) -> int:
-    from verify import summary
+    from verify import bundle, summary
 
-    record_sets = [read_export(path)["verdicts"] for path in args.merge]
-    if Path(args.results).exists():
-        record_sets.insert(0, ResultsStore(args.results).verdicts())
-    if not record_sets:
-        print(f"error: no results store at {args.results} and no --merge files given", file=sys.stderr)
+    if args.readme:  # the README's block: the reference bundle alone, CPU and CUDA side by side
+        records, _ = bundle.load_bundle(Path(args.bundle))
+        if not records:
+            print(f"error: no bundle files in {args.bundle}", file=sys.stderr)
+            return 2
+        path = Path(args.readme)
+        text = path.read_text(encoding="utf-8")
+        wanted = summary.with_section(text, summary.readme_section(records), str(path))
+        if args.check:
+            if wanted != text:
+                print(f"error: {path}: the verdicts block is stale; regenerate it with "
+                      f"python -m verify summary --readme {path}", file=sys.stderr)
+                return 1
+            print(f"{path}: the verdicts block matches the bundle")
+            return 0
+        write_text_atomic(path, wanted)
+        print(f"wrote the verdicts block of {path} from {len(records)} bundled verdicts")
+        return 0
+    gathered = _gather(args)
+    if gathered is None:
+        print(f"error: no results store at {args.results}, no bundle and no --merge files", file=sys.stderr)
         return 2
-    print(summary.markdown(merge_verdicts(record_sets), args.device))
+    print(summary.markdown(gathered[0], tuple(args.device.split(","))))
     return 0
+
+
+def _bundle_build(args: argparse.Namespace) -> int:
+    from verify import bundle
+
+    entries = _ledger_entries(args.claims_dir)
+    runs = []
+    for name in args.stores:
+        if not Path(name).is_file():
+            print(f"error: no results store at {name}", file=sys.stderr)
+            return 2
+        runs.extend(ResultsStore(name).runs())
+    for name in args.runs_from:
+        runs.extend(Run(**run) for run in read_export(name)["runs"])
+    document = bundle.build(entries, runs, args.device)
+    write_text_atomic(args.out, json.dumps(document, indent=1, sort_keys=True, allow_nan=False) + "\n")
+    counts: dict[str, int] = {}
+    for record in document["verdicts"]:
+        label = record["not_run"] or record["verdict"]
+        counts[label] = counts.get(label, 0) + 1
+    listed = ", ".join(f"{count} {label}" for label, count in sorted(counts.items()))
+    print(f"wrote {args.out}: {len(document['runs'])} runs, {len(document['verdicts'])} verdicts ({listed})")
+    if args.update_baseline:
+        from verify import baseline
+
+        path = Path(args.baseline)
+        before = baseline.load(path)
+        after = baseline.updated(before, document["verdicts"])
+        baseline.write(path, after)
+        changed = sum(before.get(claim, {}).get(slot) not in (None, verdict)
+                      for claim, slots in after.items() for slot, verdict in slots.items())
+        print(f"recorded the bundle's verdicts in {path} ({changed} changed)")
+    return 0
+
+
+def _bundle_audit(args: argparse.Namespace) -> int:
+    from implementations.common.datasets import resolve_data_dir
+    from verify import bundle
+    from verify.runner import run_environment
+
+    entries = _ledger_entries(args.claims_dir)
+    files = [Path(name) for name in args.files] or bundle.bundle_files(Path(args.bundle))
+    if not files:
+        print(f"error: no bundle files in {args.bundle}", file=sys.stderr)
+        return 2
+    salt = args.salt if args.salt is not None else (run_environment()["git_commit"] or "")
+    failed = False
+    for path in files:
+        result = bundle.audit(path, entries, rerun_seconds=args.rerun_seconds, salt=salt,
+                              data_dir=resolve_data_dir(args.data_dir), progress=print)
+        for line in result.skipped:
+            print(f"audit: {path.name}: not re-run here: {line}")
+        for line in result.problems:
+            print(f"audit: FAILED: {line}", file=sys.stderr)
+        failed = failed or bool(result.problems)
+        print(f"audit: {path.name}: {result.checked_runs} run keys and {result.checked_verdicts} verdicts checked, "
+              f"{len(result.rerun)} runs re-run byte-identical" + (", FAILED" if result.problems else ", passed"))
+    return 1 if failed else 0
+
+
+def _ledger_entries(claims_dir: str):
+    try:
+        return load_all(Path(claims_dir), default_seeds_dir())
+    except LedgerError as error:
+        raise ValueError(str(error)) from None
 
 
 def _plan(args: argparse.Namespace) -> int:
@@ -137,6 +231,11 @@ def _fetch_data(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _bundle_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bundle", default=str(BUNDLE_DIR), help="reference bundle folder merged in (default results/)")
+    parser.add_argument("--no-bundle", action="store_true", help="leave the reference bundle out")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m verify", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -157,13 +256,43 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--results", default=DEFAULT_RESULTS, help=f"results store (default {DEFAULT_RESULTS})")
     make.add_argument("--merge", nargs="*", default=[], metavar="JSON", help="exported results files to merge in")
     make.add_argument("--out", default="reports/index.html", help="output HTML file (default reports/index.html)")
+    _bundle_options(make)
     make.set_defaults(handler=_report)
 
     summary = commands.add_parser("summary", help="print the verdicts as Markdown, led by the sources' tables")
     summary.add_argument("--results", default=DEFAULT_RESULTS, help=f"results store (default {DEFAULT_RESULTS})")
     summary.add_argument("--merge", nargs="*", default=[], metavar="JSON", help="exported results files to merge in")
-    summary.add_argument("--device", default="cpu", help="whose verdicts (default cpu)")
+    summary.add_argument("--device", default="cpu", help="whose verdicts, comma-separated side by side (default cpu)")
+    summary.add_argument("--readme", default=None, metavar="FILE",
+                         help="write the verdicts block of FILE (between its markers) from the bundle alone")
+    summary.add_argument("--check", action="store_true",
+                         help="with --readme: write nothing, fail when FILE's block differs from the bundle's")
+    _bundle_options(summary)
     summary.set_defaults(handler=_summary)
+
+    bundles = commands.add_parser("bundle", help="build or audit the reference bundle (results/)")
+    bundle_commands = bundles.add_subparsers(dest="bundle_command", required=True)
+    build = bundle_commands.add_parser("build", help="one device's bundle file: full-profile runs from stores or "
+                                                     "exports, every full-profile verdict recomputed from them")
+    build.add_argument("stores", nargs="*", help="results stores holding the runs")
+    build.add_argument("--runs-from", nargs="*", default=[], metavar="JSON", help="exports whose runs to take too")
+    build.add_argument("--device", choices=("cpu", "cuda"), required=True)
+    build.add_argument("--out", required=True, help="bundle file to write (results/<device>-full.json)")
+    build.add_argument("--claims-dir", default="claims")
+    build.add_argument("--update-baseline", action="store_true", help="record the bundle's verdicts in the baseline")
+    build.add_argument("--baseline", default=str(BUNDLE_DIR / "baseline.json"),
+                       help="the baseline file (default results/baseline.json)")
+    build.set_defaults(handler=_bundle_build)
+    check = bundle_commands.add_parser("audit", help="check the bundle: run keys, verdicts recomputed from outputs, "
+                                                     "a sample of CPU runs re-run byte-identical")
+    check.add_argument("files", nargs="*", help="bundle files (default: every one in --bundle)")
+    check.add_argument("--bundle", default=str(BUNDLE_DIR), help="bundle folder (default results/)")
+    check.add_argument("--rerun-seconds", type=float, default=300.0,
+                       help="re-run CPU runs whose recorded times add up to this (default 300; 0: none)")
+    check.add_argument("--salt", default=None, help="what draws the sample (default: the git commit)")
+    check.add_argument("--data-dir", default=None, help="dataset folder (default: $CLAIMS_DATA_DIR)")
+    check.add_argument("--claims-dir", default="claims")
+    check.set_defaults(handler=_bundle_audit)
 
     export = commands.add_parser("export", help="export the store's runs and verdicts as JSON")
     export.add_argument("--results", default=DEFAULT_RESULTS)

@@ -111,9 +111,10 @@ def _difference(record: dict[str, Any]) -> float | None:
     return 0.0 if abs(difference) <= 1e-9 * max(1.0, abs(mean)) else difference
 
 
-def _preference(record: dict[str, Any]) -> tuple[bool, str]:
-    # A full-profile verdict outranks a smoke one on the same device; then the newest wins.
-    return record["profile"] == "full", record["created"]
+def _preference(record: dict[str, Any]) -> tuple[bool, bool, bool, str]:
+    # On one device: a verdict outranks `not run`, current code outranks stale (a bundled verdict whose
+    # protocol has changed since), a full-profile verdict a smoke one; then the newest wins.
+    return record["verdict"] != "not run", not record.get("stale", False), record["profile"] == "full", record["created"]
 
 
 def _as_run_dict(run: Run | dict[str, Any]) -> dict[str, Any]:
@@ -138,6 +139,18 @@ class Cell:
     @property
     def badge(self) -> str:
         return css_class(verdict_category(self.record))
+
+    @property
+    def stale(self) -> bool:
+        return bool(self.record.get("stale"))
+
+    @property
+    def provenance(self) -> str:
+        """Who measured this verdict: profile, machine, torch and code version."""
+        record = self.record
+        text = (f"{record['profile']} profile on {record['device_name']}, torch {record['torch_version']}, "
+                f"code {record['code_version']}")
+        return text + (": STALE, the protocol's code has changed since" if self.stale else "")
 
     @property
     def mean(self) -> str:

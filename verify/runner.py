@@ -144,6 +144,12 @@ def run_environment() -> dict[str, str | None]:
     return {"python": platform.python_version(), "platform": platform.platform(), "git_commit": commit or None}
 
 
+class NotStored(LookupError):
+    """A run a read-only Runner needs is not in its store: the entry's protocol is pending there."""
+
+    not_run = True
+
+
 @dataclass
 class Runner:
     """Evaluates ledger entries on one device, reusing finished runs from the store.
@@ -162,11 +168,20 @@ class Runner:
     torch_version: str = field(default_factory=lambda: torch.__version__)
     threads: int = field(default_factory=torch.get_num_threads)
     seed_batching: bool = False
+    execute: bool = True  # False: verdicts from stored runs only (a bundle's runs, another machine's)
+    device_name: str | None = None  # default: this machine's name for `device`
+    # protocol -> the code version its runs are keyed with (default: the code here). A bundle's
+    # verdicts are recomputed under the code version its runs recorded, current or stale.
+    code_versions: dict[str, str] = field(default_factory=dict)
     executed: set[str] = field(default_factory=set)  # keys run in this session (--no-cache runs each once)
     failures: dict[str, BaseException] = field(default_factory=dict)  # key -> why its run failed here
 
     def __post_init__(self) -> None:
-        self.device_name = device_name(self.device)
+        if self.device_name is None:
+            self.device_name = device_name(self.device)
+
+    def code_version(self, protocol: str) -> str:
+        return self.code_versions.get(protocol) or code_version(protocol)
 
     def seeds_for(self, entry: Entry) -> tuple[int, ...]:
         seeds = entry.seeds if entry.runs_full_protocol(self.profile) else entry.seeds[:SMOKE_SEEDS]
@@ -182,7 +197,7 @@ class Runner:
         batched = self.seed_batching and can_batch_seeds(entry.protocol)
         device = ANY_DEVICE if is_device_independent(entry.protocol) else self.device
         return RunSpec(entry.protocol, entry.params_for(self.profile), seed, device, self.torch_version,
-                       code_version(entry.protocol), self.threads, batched)
+                       self.code_version(entry.protocol), self.threads, batched)
 
     def plan(self, entries: Iterable[Entry], *, longest_first: bool = False) -> Plan:
         """The runs these entries need that are neither stored (unless --no-cache) nor run this session."""
@@ -193,7 +208,7 @@ class Runner:
         return build_plan(needs, self.store, skip_stored=self.use_cache, done=self.executed | set(self.failures),
                           longest_first=longest_first)
 
-    def execute(self, plan: Plan, executor: Executor | None = None, workers: int = 1) -> None:
+    def execute_plan(self, plan: Plan, executor: Executor | None = None, workers: int = 1) -> None:
         """Run the plan's jobs; the store receives each run as its job finishes (so a killed session
         keeps every finished run), failures are kept for the entries that read them."""
         if not plan.jobs:
@@ -222,8 +237,10 @@ class Runner:
             stored = self.store.get_run(spec.key)
             if stored is not None:
                 return stored
+        if spec.key not in self.failures and not self.execute:
+            raise NotStored(f"no stored run of {spec.describe()} (runs are read, not executed, here)")
         if spec.key not in self.failures:
-            self.execute(self.plan([entry]))
+            self.execute_plan(self.plan([entry]))
         if spec.key in self.failures:
             raise self.failures[spec.key]
         run = self.store.get_run(spec.key)
@@ -257,7 +274,6 @@ class Runner:
             "table": None if entry.table is None else dict(entry.table.__dict__),
             "tier": entry.tier,
             "profile": self.profile,
-            "expected": entry.expected,
             "verdict": verdict.status,
             "not_run": not_run if verdict.status == "not run" else None,
             "direction": verdict.direction,
@@ -271,7 +287,7 @@ class Runner:
             "device": self.device,
             "device_name": self.device_name,
             "torch_version": self.torch_version,
-            "code_version": code_version(entry.protocol),
+            "code_version": self.code_version(entry.protocol),
             "environment": dict(run_environment()),
             "run_keys": [run.run_key for run in runs],
             "device_independent": is_device_independent(entry.protocol),
@@ -296,7 +312,7 @@ class Runner:
                 if not getattr(error, "not_run", False):
                     raise
                 return self._store(self._record(entry, Verdict("not run", None, str(error)), seeds, runs, [],
-                                                not_run=MISSING))
+                                                not_run=PENDING if isinstance(error, NotStored) else MISSING))
         values = [metrics.compute(entry.metric, run.outputs, entry.metric_args) for run in runs]
         if not entry.runs_full_protocol(self.profile):
             verdict = Verdict("not run", None, f"{PENDING}: tier 'full' ran at smoke size only here "

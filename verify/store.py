@@ -366,7 +366,7 @@ _VERDICT = _object(
      "tolerance_origin": _optional(_string), "protocol": _string, "params": _json_object,
      "deviation": _optional(_string),
      "table": _optional(_object({"name": _string, "row": _string, "column": _string})),
-     "tier": _string, "profile": _choice("smoke", "full"), "expected": _string, "verdict": _choice(*VERDICTS),
+     "tier": _string, "profile": _choice("smoke", "full"), "verdict": _choice(*VERDICTS),
      "direction": _optional(_choice("above", "below")), "reason": _string,
      "seeds": _list_of(_integer(0, SEED_LIMIT)), "values": _list_of(_number), "mean": _optional(_number),
      "interval": _optional(_list_of(_number, 2)), "interval_method": _optional(_string),
@@ -374,7 +374,7 @@ _VERDICT = _object(
      "environment": _object({}, {"python": _optional(_string), "platform": _optional(_string),
                                  "git_commit": _optional(_string)}, closed=False),
      "run_keys": _list_of(_string), "created": _string},
-    {"device_independent": _boolean},
+    {"device_independent": _boolean, "expected": _string, "stale": _boolean, "baseline": _optional(_string)},
     # Fields a newer harness adds are kept: the report reads only the ones above.
     closed=False,
 )

@@ -1,0 +1,125 @@
+"""The reference bundle: built from stored runs, merged stale or current, and audited.
+
+Properties: a bundle built from a store passes its audit, and its CPU runs re-run byte-identical;
+any tampered copy (an output, an unused output, a run's identity, a verdict) fails the audit; the
+re-run sample is drawn deterministically and stays within its time budget.
+"""
+
+import json
+
+import pytest
+
+from test_engine import make_runner, toy, toy_entry  # noqa: F401 - toy is a fixture
+from verify import bundle
+from verify.runner import code_version
+from verify.store import Run
+
+
+def built(tmp_path, toy, text):
+    entries = toy(text)
+    runner = make_runner(tmp_path / "runs.sqlite", profile="full")
+    for entry in entries:
+        runner.evaluate(entry)
+    document = bundle.build(entries, runner.store.runs(), "cpu")
+    path = tmp_path / "results" / "cpu-full.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(document))
+    return entries, document, path
+
+
+def test_a_built_bundle_passes_its_audit_and_its_runs_rerun_byte_identical(tmp_path, toy):
+    entries, document, path = built(tmp_path, toy, toy_entry("a") + toy_entry("b", seeds="[1, 2]"))
+    assert {record["claim_id"]: record["verdict"] for record in document["verdicts"]} == {"a": "reproduced",
+                                                                                          "b": "reproduced"}
+    assert len(document["runs"]) == 3  # b's two runs are a's
+    result = bundle.audit(path, entries, rerun_seconds=1e9, salt="any", data_dir=tmp_path)
+    assert result.problems == [] and len(result.rerun) == 3
+    assert result.checked_runs == 3 and result.checked_verdicts == 2
+
+
+def tamper_output(document):
+    document["runs"][0]["outputs"]["x"] += 0.5
+
+
+def tamper_unused_output(document):  # no verdict reads "pid": only a re-run can tell
+    document["runs"][0]["outputs"]["pid"] = 7
+
+
+def tamper_identity(document):
+    document["runs"][0]["seed"] = 9
+
+
+def tamper_verdict(document):
+    document["verdicts"][0]["verdict"] = "not reproduced"
+
+
+@pytest.mark.parametrize("tamper,problem", [
+    (tamper_output, "differs from the one recomputed from its runs"),
+    (tamper_unused_output, "gave different outputs than the bundle holds"),
+    (tamper_identity, "its key is not the hash of its identity"),
+    (tamper_verdict, "differs from the one recomputed from its runs (verdict"),
+])
+def test_a_tampered_bundle_fails_its_audit(tmp_path, toy, tamper, problem):
+    entries, document, path = built(tmp_path, toy, toy_entry("a"))
+    tamper(document)
+    path.write_text(json.dumps(document))
+    result = bundle.audit(path, entries, rerun_seconds=1e9, salt="any", data_dir=tmp_path)
+    assert any(problem in line for line in result.problems), result.problems
+
+
+def test_runs_of_another_torch_are_not_rerun_but_still_checked(tmp_path, toy):
+    entries, document, path = built(tmp_path, toy, toy_entry("a"))
+    result = bundle.audit(path, entries, rerun_seconds=1e9, salt="any", data_dir=tmp_path)
+    assert result.rerun
+    for run in document["runs"]:  # as if recorded elsewhere: the keys must follow the identity
+        run["torch_version"] = "0.0.1"
+    path.write_text(json.dumps(document))
+    result = bundle.audit(path, entries, rerun_seconds=1e9, salt="any", data_dir=tmp_path)
+    assert not result.rerun and len(result.skipped) == 3
+    assert sum("its key is not the hash of its identity" in line for line in result.problems) == 3
+
+
+def fake_run(key, seconds):
+    return Run(key, "p:f", {}, 0, "cpu", "cpu", "t", "c", {}, seconds, "now")
+
+
+def test_the_rerun_sample_is_deterministic_and_within_its_budget():
+    runs = [fake_run(f"k{i}", seconds=float(i % 7 + 1)) for i in range(60)]
+    first = bundle.sample(runs, 20.0, "commit-a")
+    assert first == bundle.sample(list(reversed(runs)), 20.0, "commit-a")
+    assert sum(run.wall_seconds for run in first) <= 20.0 and first
+    assert bundle.sample(runs, 20.0, "commit-b") != first  # another commit audits other runs
+    assert bundle.sample(runs, 0.0, "commit-a") == []
+
+
+def test_a_verdict_is_stale_when_its_protocol_code_changed():
+    protocol = "implementations.sgm.protocols:quickstart_retention"
+    current = {"protocol": protocol, "code_version": code_version(protocol)}
+    old = {"protocol": protocol, "code_version": "0" * 16}
+    assert [record["stale"] for record in bundle.mark_stale([current, old])] == [False, True]
+
+
+def test_timing_outputs_are_left_out_of_the_comparison():
+    assert bundle.deterministic_outputs({"x": 1, "a_seconds": 2.0, "a_over_b_step_time": 1.1}) == '{"x":1}'
+
+
+def test_a_bundle_from_older_code_is_recomputed_under_its_own_version_and_shown_stale(tmp_path, toy):
+    from dataclasses import replace
+
+    from verify.planner import run_key
+
+    entries, document, path = built(tmp_path, toy, toy_entry("a"))
+    older = []
+    for run in (Run(**run) for run in document["runs"]):  # as if measured before an edit of the protocol
+        older.append(replace(run, code_version="0" * 16, run_key=run_key(
+            run.protocol, run.params, run.seed, run.device, run.torch_version, "0" * 16, run.threads)))
+    stale = bundle.build(entries, older, "cpu")
+    (record,) = stale["verdicts"]
+    assert record["verdict"] == "reproduced" and record["code_version"] == "0" * 16
+    path.write_text(json.dumps(stale))
+    result = bundle.audit(path, entries, rerun_seconds=1e9, salt="any", data_dir=tmp_path)
+    assert result.problems == [] and not result.rerun and len(result.skipped) == 3  # other code: not re-run
+    assert bundle.mark_stale(stale["verdicts"])[0]["stale"] is True
+    stale["verdicts"][0]["values"][0] += 1  # and tampering is still caught
+    path.write_text(json.dumps(stale))
+    assert bundle.audit(path, entries, salt="any", data_dir=tmp_path).problems

@@ -1,0 +1,258 @@
+"""The reference bundle: full-protocol runs committed under results/, their verdicts, and their audit.
+
+A bundle file is a results export (docs/CONTRACTS.md) holding one device's full-profile runs and the
+verdict of every full-profile entry recomputed from those runs by this code (`build`). The report
+and the summary merge the bundle by default; a bundled verdict whose protocol's code has changed
+since is marked stale (`mark_stale`). `audit` checks a bundle: every run's key against its identity,
+every verdict against one recomputed from the bundled outputs, and a sample of CPU runs re-executed
+here, which must give byte-identical outputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from verify.ledger import Entry
+from verify.planner import ANY_DEVICE, run_key
+from verify.store import EXPORT_FORMAT, ResultsStore, Run, canonical_json, now_iso, read_export
+
+BUNDLE_DIR = Path(__file__).resolve().parent.parent / "results"
+BASELINE_NAME = "baseline.json"
+# Outputs a protocol measures with a clock (docs/CONTRACTS.md): never byte-identical between runs.
+TIMING_SUFFIXES = ("_seconds", "_step_time")
+# Verdict fields that depend on when and where a verdict was computed, not on the runs it read.
+_CIRCUMSTANTIAL = ("created", "environment", "reason", "baseline", "stale")
+
+
+class BundleError(ValueError):
+    """A bundle that cannot be built or does not pass its audit (one line per problem)."""
+
+
+def bundle_files(directory: Path = BUNDLE_DIR) -> list[Path]:
+    """The bundle's export files (every *.json under results/ but the baseline)."""
+    if not directory.is_dir():
+        return []
+    return sorted(path for path in directory.glob("*.json") if path.name != BASELINE_NAME)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What the runs of one device in a bundle share: a verdict is recomputed under this identity."""
+
+    device: str
+    device_name: str
+    torch_version: str
+    threads: int
+    seed_batched: bool
+
+    @classmethod
+    def of(cls, runs: Iterable[Run], device: str) -> Identity:
+        own = [run for run in runs if run.device == device] or [run for run in runs if run.device == ANY_DEVICE]
+        if not own:
+            raise BundleError(f"no {device} runs to build a bundle from")
+        values = {}
+        for name in ("device_name", "torch_version", "threads"):
+            counts = Counter(getattr(run, name) for run in own)
+            if len(counts) > 1:
+                listed = ", ".join(f"{value} ({count} runs)" for value, count in counts.most_common())
+                raise BundleError(f"the {device} runs mix {name.replace('_', ' ')}s: {listed}; build one bundle "
+                                  f"per {name.replace('_', ' ')}")
+            values[name] = next(iter(counts))
+        return cls(device, values["device_name"], values["torch_version"], values["threads"] or 1,
+                   any(run.seed_batched for run in own))
+
+
+def _runner(store: ResultsStore, identity: Identity, directory: Path, runs: list[Run]):
+    from verify.runner import Runner  # the runner imports torch; the bundle's readers need not
+
+    versions: dict[str, set[str]] = {}
+    for run in runs:
+        versions.setdefault(run.protocol, set()).add(run.code_version)
+    mixed = sorted(protocol for protocol, found in versions.items() if len(found) > 1)
+    if mixed:
+        raise BundleError(f"the runs of {mixed[0]} were recorded by {len(versions[mixed[0]])} code versions; "
+                          f"a bundle holds one per protocol")
+    return Runner(store, directory, device=identity.device, profile="full", execute=False,
+                  torch_version=identity.torch_version, threads=identity.threads,
+                  seed_batching=identity.seed_batched, device_name=identity.device_name,
+                  code_versions={protocol: found.pop() for protocol, found in versions.items()},
+                  progress=lambda message: None)
+
+
+def recompute(entries: Iterable[Entry], runs: list[Run], identity: Identity) -> list[dict[str, Any]]:
+    """The full-profile verdict of every entry, read from `runs` only (nothing executes), under the
+    code version those runs recorded: an entry whose runs are not all there is `not run`, "full
+    protocol pending"."""
+    with tempfile.TemporaryDirectory() as scratch:
+        store = ResultsStore(Path(scratch) / "bundle.sqlite")
+        for run in runs:
+            store.put_run(run)
+        runner = _runner(store, identity, Path(scratch), runs)
+        records = [runner.evaluate(entry) for entry in entries]
+    for record in records:
+        record["environment"] = {"python": None, "platform": None, "git_commit": None,
+                                 "note": f"recomputed from bundled runs measured on {identity.device_name}"}
+    return records
+
+
+def build(entries: list[Entry], runs: list[Run], device: str) -> dict[str, Any]:
+    """A bundle document for `device`: the verdicts recomputed from `runs` and the runs they read."""
+    # Every full-profile run is kept, also those of an entry still short of seeds: a later lease
+    # imports the bundle and runs only what is missing.
+    wanted = {(entry.protocol, canonical_json(entry.params_for("full"))) for entry in entries}
+    full = [run for run in runs if (run.protocol, canonical_json(run.params)) in wanted]
+    identity = Identity.of(full, device)
+    candidates = [run for run in full if run.device in (device, ANY_DEVICE) and run.torch_version == identity.torch_version]
+    records = recompute(entries, candidates, identity)
+    return {
+        "format": EXPORT_FORMAT,
+        "exported": now_iso(),
+        "identity": identity.__dict__,
+        "runs": sorted((run.as_dict() for run in candidates), key=lambda run: run["run_key"]),
+        "verdicts": sorted(records, key=lambda record: (record["system"], record["claim_id"])),
+    }
+
+
+def mark_stale(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Copies of the records, each with `stale` set when its protocol's code differs from the code here
+    (a verdict measured by other code is shown as such, never as current)."""
+    from verify.runner import code_version
+
+    marked = []
+    for record in records:
+        try:
+            current = code_version(record["protocol"])
+        except (LookupError, ImportError, SyntaxError, ValueError):
+            current = None
+        marked.append({**record, "stale": current != record["code_version"]})
+    return marked
+
+
+def load_bundle(directory: Path = BUNDLE_DIR) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(verdict records marked stale or current, runs) of every bundle file."""
+    records, runs = [], []
+    for path in bundle_files(directory):
+        document = read_export(path)
+        records.extend(mark_stale(document["verdicts"]))
+        runs.extend(document["runs"])
+    return records, runs
+
+
+# -- audit ---------------------------------------------------------------------------------------
+
+@dataclass
+class Audit:
+    checked_runs: int = 0
+    checked_verdicts: int = 0
+    rerun: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def deterministic_outputs(outputs: dict[str, Any]) -> str:
+    """A run's outputs without its clock readings, as canonical JSON: what a re-run must reproduce."""
+    return canonical_json({name: value for name, value in outputs.items() if not name.endswith(TIMING_SUFFIXES)})
+
+
+def _comparable(record: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in record.items() if name not in _CIRCUMSTANTIAL}
+
+
+def sample(runs: list[Run], budget_seconds: float, salt: str) -> list[Run]:
+    """A deterministic sample of runs (drawn by hashing each key with `salt`, e.g. the commit) whose
+    recorded wall times add up to at most `budget_seconds`."""
+    order = sorted(runs, key=lambda run: hashlib.sha256((salt + run.run_key).encode()).hexdigest())
+    chosen, spent = [], 0.0
+    for run in order:
+        if spent + run.wall_seconds <= budget_seconds:
+            chosen.append(run)
+            spent += run.wall_seconds
+    return chosen
+
+
+def audit(path: Path, entries: list[Entry], *, rerun_seconds: float = 0.0, salt: str = "",
+          data_dir: Path | None = None, progress: Callable[[str], None] = lambda message: None) -> Audit:
+    """Check one bundle file; `problems` lists what does not hold (an empty list passes).
+
+    1. Every run's key is the hash of its identity (a run whose outputs or identity were edited
+       cannot keep its key unless the identity was forged consistently, which step 3 catches on CPU).
+    2. Every verdict equals the verdict recomputed here from the bundled outputs (under the code
+       version its runs recorded, so a stale bundle is checked as thoroughly as a current one).
+    3. CPU runs: a sample drawn from `salt` with recorded wall times within `rerun_seconds` is run
+       again here, when this machine has the run's identity (torch version, code version) and the
+       processor model it was recorded on, and must give byte-identical outputs (clock readings
+       aside: `deterministic_outputs`).
+    """
+    from verify.executors import SequentialExecutor
+    from verify.planner import Job, RunSpec
+    from verify.runner import code_version
+
+    result = Audit()
+    try:
+        document = read_export(path)
+    except ValueError as error:
+        result.problems.append(str(error))
+        return result
+    runs = [Run(**run) for run in document["runs"]]
+    for run in runs:
+        expected = run_key(run.protocol, run.params, run.seed, run.device, run.torch_version, run.code_version,
+                           run.threads or 1, seed_batched=run.seed_batched)
+        if expected != run.run_key:
+            result.problems.append(f"{path.name}: run {run.run_key[:12]} ({run.protocol} seed {run.seed}): its key "
+                                   f"is not the hash of its identity")
+        result.checked_runs += 1
+    devices = {record["device"] for record in document["verdicts"]}
+    by_id = {entry.id: entry for entry in entries}
+    for device in sorted(devices):
+        recorded = [record for record in document["verdicts"] if record["device"] == device]
+        try:
+            identity = Identity.of(runs, device)
+        except BundleError as error:
+            result.problems.append(f"{path.name}: {error}")
+            continue
+        current = [by_id[record["claim_id"]] for record in recorded if record["claim_id"] in by_id]
+        again = {record["claim_id"]: record for record in recompute(current, runs, identity)}
+        for record in recorded:
+            result.checked_verdicts += 1
+            fresh = again.get(record["claim_id"])
+            if fresh is None:
+                result.problems.append(f"{path.name}: verdict of {record['claim_id']} on {device}: no such entry in "
+                                       f"the ledgers")
+            elif _comparable(fresh) != _comparable(record):
+                changed = sorted(name for name in set(fresh) | set(record)
+                                 if name not in _CIRCUMSTANTIAL and fresh.get(name) != record.get(name))
+                result.problems.append(f"{path.name}: verdict of {record['claim_id']} on {device} differs from the one "
+                                       f"recomputed from its runs ({', '.join(changed[:4])})")
+    import torch
+
+    from verify.executors import device_name
+
+    here = device_name("cpu")
+    candidates = [run for run in runs if run.device in ("cpu", ANY_DEVICE)]
+    for run in sample(candidates, rerun_seconds, salt):
+        if run.torch_version != torch.__version__ or run.code_version != code_version(run.protocol):
+            result.skipped.append(f"{run.protocol} seed {run.seed}: recorded with torch {run.torch_version}, code "
+                                  f"{run.code_version} (not this machine's)")
+            continue
+        if run.device_name != here:  # byte-identity is promised for one identity on one processor model
+            result.skipped.append(f"{run.protocol} seed {run.seed}: recorded on {run.device_name}, this is {here}")
+            continue
+        spec = RunSpec(run.protocol, run.params, run.seed, run.device, run.torch_version, run.code_version,
+                       run.threads or 1, run.seed_batched)
+        outcome: dict[str, Any] = {}
+        SequentialExecutor(data_dir or Path(".")).run(
+            [Job([spec])], lambda job, done: outcome.update(runs=done),
+            lambda job, error: outcome.update(error=error))
+        label = f"{run.protocol.split(':')[-1]} seed {run.seed} ({run.wall_seconds:.0f}s recorded)"
+        progress(f"audit: re-ran {label}")
+        if "error" in outcome:
+            result.problems.append(f"{path.name}: re-running {label} failed: {outcome['error']}")
+        elif deterministic_outputs(outcome["runs"][0].outputs) != deterministic_outputs(run.outputs):
+            result.problems.append(f"{path.name}: re-running {label} gave different outputs than the bundle holds")
+        result.rerun.append(label)
+    return result
