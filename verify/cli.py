@@ -28,7 +28,7 @@ def _gather(args: argparse.Namespace) -> tuple[list[dict], list[dict]] | None:
     record_sets, runs = [bundled_records], list(bundled_runs)
     if Path(args.results).exists():
         store = ResultsStore(args.results)
-        record_sets.append(store.verdicts())
+        record_sets.append(bundle.mark_stale(store.verdicts()))
         runs.extend(run.as_dict() for run in store.runs())
     for document in documents:
         record_sets.append(document["verdicts"])

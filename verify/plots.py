@@ -238,20 +238,19 @@ def heatmap(matrix: list[list[float | None]], size: int = 300) -> Markup:
                 fill, tip = "#f4f4f4", "no value"
             else:
                 red, green, blue = _viridis(value / scale_max)
-                fill, tip = f"rgb({red},{green},{blue})", repr(value)
+                fill, tip = f"rgb({red},{green},{blue})", format(value, ".4g")  # full precision: the exports
             where = f"after task {row * block}, task {column * block}" if block == 1 else (
                 f"after tasks {row * block}-{row * block + block - 1}, tasks {column * block}-{column * block + block - 1} (mean)"
             )
-            parts.append(
-                f'<rect x="{_number(cell_x)}" y="{_number(cell_y)}" width="{_number(cell)}" height="{_number(cell)}" '
-                f'fill="{fill}"><title>{escape(where)}: {escape(tip)}</title></rect>'
-            )
+            # A cell that prints its value needs no tooltip; the report's stylesheet sets the text's
+            # font and anchor (.heatmap text), so each cell carries only its position and colour.
+            title = "" if show_values and value is not None else f"<title>{escape(where)}: {escape(tip)}</title>"
+            parts.append(f'<rect x="{_number(cell_x)}" y="{_number(cell_y)}" width="{_number(cell)}" '
+                         f'height="{_number(cell)}" fill="{fill}">{title}</rect>')
             if show_values and value is not None:
-                text_colour = "#fff" if value / scale_max < 0.6 else "#111"
-                parts.append(
-                    f'<text x="{_number(cell_x + cell / 2)}" y="{_number(cell_y + cell / 2 + 3.5)}" text-anchor="middle" '
-                    f'font-size="10" fill="{text_colour}">{escape(format(value, value_format))}</text>'
-                )
+                shade = "light" if value / scale_max < 0.6 else "dark"
+                parts.append(f'<text class="{shade}" x="{_number(cell_x + cell / 2)}" '
+                             f'y="{_number(cell_y + cell / 2 + 3.5)}">{escape(format(value, value_format))}</text>')
     bar_left, bar_height = left + cell * columns + 10, cell * rows
     steps = 20
     for step in range(steps):

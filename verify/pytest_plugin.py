@@ -434,7 +434,7 @@ def _with_bundle(config: pytest.Config, store: ResultsStore) -> tuple[list[dict[
     """The store's verdicts and runs, with the reference bundle's (results/ beside the baseline)."""
     from verify import bundle
 
-    records, runs = store.verdicts(), list(store.runs())
+    records, runs = bundle.mark_stale(store.verdicts()), list(store.runs())
     if config.getoption("no_bundle"):
         return records, runs
     bundled_records, bundled_runs = bundle.load_bundle(Path(config.rootpath) / "results")
@@ -482,6 +482,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
         # Checked writable before the run; a disk that fills up or a folder that changes since is
         # one line here, and the previous file stays as it was (written through a renamed temporary).
         try:
-            terminalreporter.write_line(f"{label + ':':<15}{os.path.relpath(write())}")
+            written = write()
+            size = written.stat().st_size
+            shown = f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.0f} kB"
+            terminalreporter.write_line(f"{label + ':':<15}{os.path.relpath(written)} ({shown})")
         except OSError as error:
             terminalreporter.write_line(f"{label} not written: {error}", red=True)

@@ -53,8 +53,6 @@ CLAIM_KIND_RULES = {
     "exact": "every seed must satisfy the claim (a deterministic value)",
 }
 _GITHUB_REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
-# Per-seed heatmaps are listed (collapsed) only for matrices this small; larger ones show the mean.
-PER_SEED_HEATMAP_MAX_TASKS = 25
 
 
 def verdict_category(record: dict[str, Any]) -> str:
@@ -290,14 +288,19 @@ def _mean_matrix(matrices: list[list[list[float | None]]]) -> list[list[float | 
 
 
 def matrices_for(cells: Iterable[Cell], shown_runs: dict[str, str], entry_id: str) -> tuple[list[Matrix], list[str]]:
-    """Heatmaps of every output ending in `accuracy_matrix`, each run's shown once in the report.
+    """Mean heatmaps of every output ending in `accuracy_matrix`, each run's shown once in the report.
 
     Returns the new heatmaps and the ids of earlier entries that already show the matrices of some
     of these runs (claims on the same runs share them); `shown_runs` maps run key -> that entry id.
+    A cell with no verdict (smoke runs of a full-tier entry) shows none: its runs only show that the
+    protocol runs. Each seed's matrix is in the exports (`verify export`), not drawn: drawing every
+    seed made the report several megabytes of near-identical pictures.
     """
     found: list[Matrix] = []
     shown_under: set[str] = set()
     for cell in cells:
+        if cell.record["verdict"] == "not run":
+            continue
         by_name: dict[str, list[tuple[int, list]]] = defaultdict(list)
         for run in cell.runs:
             names = [name for name, value in sorted(run["outputs"].items())
@@ -312,10 +315,8 @@ def matrices_for(cells: Iterable[Cell], shown_runs: dict[str, str], entry_id: st
                 by_name[name].append((run["seed"], run["outputs"][name]))
         for name, seeded in by_name.items():
             mean = _mean_matrix([matrix for _, matrix in seeded])
-            small = all(len(matrix) <= PER_SEED_HEATMAP_MAX_TASKS for _, matrix in seeded)
-            per_seed = [(seed, plots.heatmap(matrix, size=220)) for seed, matrix in seeded] if small and len(seeded) > 1 else []
             mean_svg = plots.heatmap(mean if mean is not None else seeded[0][1])
-            found.append(Matrix(name, cell.device, mean_svg, len(seeded) if mean is not None else 1, per_seed))
+            found.append(Matrix(name, cell.device, mean_svg, len(seeded) if mean is not None else 1, []))
     return found, sorted(shown_under - {entry_id})
 
 
