@@ -133,6 +133,28 @@ def test_an_unreadable_baseline_is_one_usage_error(project):
     result.stderr.fnmatch_lines(["*baseline*baseline.json: cannot be read*"])
 
 
+def test_under_xdist_workers_run_the_items_and_the_controller_alone_reports_them(project):
+    write_ledger(project, "".join([
+        entry("holds", 1.0, "reproduced"),
+        entry("false-claim", 2.0, "not reproduced (below)"),
+        entry("fresh", 1.0, params="{ spread = 0.0 }"),  # no baseline verdict yet: new
+        entry("missing-data", 1.0, "reproduced", protocol="toyproto:needs_file"),
+    ]))
+    result = run(project, "-n", "2")
+    result.assert_outcomes(passed=2, xfailed=1, skipped=1)
+    output = result.stdout.str()
+    assert output.count("claims verdicts (cpu, profile smoke)") == 1
+    result.stdout.fnmatch_lines(["*false-claim*2*1*not reproduced (below)*", "*new: 1 entries*: fresh*",
+                                 "*HTML report:*index.html*"])
+    verdicts = {r["claim_id"]: r for r in json.loads((project.path / "reports" / "verdicts.json").read_text())}
+    assert set(verdicts) == {"holds", "false-claim", "fresh", "missing-data"}
+    assert verdicts["false-claim"]["values"] == [1.0, 1.0, 1.0]
+    run(project, "-n", "2", "--update-baseline").assert_outcomes(passed=2, xfailed=1, skipped=1)
+    recorded = json.loads((project.path / "results" / "baseline.json").read_text())["verdicts"]
+    assert recorded["fresh"] == {"cpu/smoke": "reproduced"}
+    assert recorded["missing-data"] == {"cpu/smoke": "reproduced"}  # `not run` never erases a measured verdict
+
+
 def test_second_run_is_cached_and_fast(project):
     write_ledger(project, entry("slow", 1.0, "reproduced", params="{ sleep = 0.5 }"))
     started = time.perf_counter()

@@ -33,7 +33,7 @@ from verify import report
 from verify.executors import Executor, PoolExecutor, RayExecutor, SequentialExecutor
 from verify.ledger import Entry, LedgerError, default_seeds_dir, load_ledger
 from verify.runner import Runner, engine_settings, resolve_device
-from verify.store import ResultsStore, merge_verdicts, write_text_atomic
+from verify.store import ResultsStore, canonical_json, merge_verdicts, write_text_atomic
 from verify.verdicts import Verdict
 
 DEFAULT_RESULTS = "reports/results.sqlite"
@@ -102,6 +102,23 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_STATE] = _SessionState(config)
     _check_engine_options(config)
     _check_run_options(config)
+    config.addinivalue_line("markers", "xdist_group(name): pytest-xdist sends a group's items to one worker")
+    if _is_xdist_controller(config):
+        config.pluginmanager.register(_XdistController(config), "claims-xdist-controller")
+        if getattr(config.option, "dist", None) == "load":
+            # Entries of one experiment share its runs: send them to one worker (their
+            # xdist_group), so no two workers compute the same run.
+            config.option.dist = "loadgroup"
+
+
+def _is_xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def _is_xdist_controller(config: pytest.Config) -> bool:
+    """pytest-xdist's coordinating process (-n N): workers run the items, it reports them."""
+    return not _is_xdist_worker(config) and bool(getattr(config.option, "numprocesses", None)) and \
+        config.pluginmanager.hasplugin("xdist")
 
 
 def _check_engine_options(config: pytest.Config) -> None:
@@ -173,6 +190,19 @@ class _SessionState:
     changed: list[str] = field(default_factory=list)
     _runner: Runner | None = None
     _baseline: dict[str, dict[str, str]] | None = None
+
+    def collect(self, record: dict[str, Any]) -> str | None:
+        """Keep a measured record for the summary; its baseline status (None when not run)."""
+        self.records.append(record)
+        if record["verdict"] == "not run":
+            record["baseline"] = None
+            return None
+        status, record["baseline"] = baseline_file.compare(record, self.baseline)
+        if status == baseline_file.NEW:
+            self.new.append(record["claim_id"])
+        elif status == baseline_file.CHANGED:
+            self.changed.append(record["claim_id"])
+        return status
 
     @property
     def baseline(self) -> dict[str, dict[str, str]]:
@@ -260,6 +290,9 @@ class LedgerFile(pytest.File):
         ordered.extend(e for e in entries if e.kind == "finding" and e.of is None)
         for entry in ordered:
             item = ClaimItem.from_parent(self, name=entry.id, entry=entry)
+            # Entries that share runs (one experiment, or the same protocol and parameters) go to one
+            # xdist worker.
+            item.add_marker(pytest.mark.xdist_group(entry.experiment or f"{entry.protocol} {canonical_json(entry.params)}"))
             if entry.device == "cuda":
                 item.add_marker(pytest.mark.gpu)
             for dataset in entry.datasets:
@@ -285,8 +318,8 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
     that every executor feeds the same store and items only read it. With --plan: print and stop."""
     config = session.config
     entries = [item.entry for item in session.items if isinstance(item, ClaimItem)]
-    if not entries or config.option.collectonly:
-        return None
+    if not entries or config.option.collectonly or _is_xdist_worker(config):
+        return None  # an xdist worker runs what its items need as each one asks (entries arrive one by one)
     state = config.stash[_STATE]
     runner = state.runner
     workers = state.workers(runner.device)
@@ -327,6 +360,25 @@ def _fetch_data(config: pytest.Config, entries: list[Entry], data_dir: Path) -> 
         reporter.write_line(line)
 
 
+_RECORD_PROPERTY = "claims_verdict_record"
+
+
+class _XdistController:
+    """Registered on pytest-xdist's controller: collects each worker's verdict record from its test
+    reports, so that the controller alone prints the verdict table and writes the verdicts JSON, the
+    report and the baseline (workers write runs and verdicts to the store, nothing else)."""
+
+    def __init__(self, config: pytest.Config):
+        self.config = config
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "call":  # the teardown report carries the item's properties again
+            return
+        for name, value in getattr(report, "user_properties", ()):
+            if name == _RECORD_PROPERTY:
+                self.config.stash[_STATE].collect(json.loads(value))
+
+
 class VerdictChanged(AssertionError):
     """The measured verdict differs from the baseline's (the last one measured and recorded)."""
 
@@ -339,16 +391,14 @@ class ClaimItem(pytest.Item):
     def runtest(self) -> None:
         state = self.config.stash[_STATE]
         record = state.runner.evaluate(self.entry)
-        state.records.append(record)
+        status = state.collect(record)
+        if _is_xdist_worker(self.config):  # the controller collects it from the report
+            self.user_properties.append((_RECORD_PROPERTY, json.dumps(record, sort_keys=True, allow_nan=False)))
         verdict = Verdict(record["verdict"], record["direction"], record["reason"])
         if verdict.status == "not run":
             pytest.skip(f"{self.entry.id}: not run: {verdict.reason}")
-        status, previous = baseline_file.compare(record, state.baseline)
-        record["baseline"] = previous
-        if status == baseline_file.NEW:
-            state.new.append(self.entry.id)
-        elif status == baseline_file.CHANGED:
-            state.changed.append(self.entry.id)
+        previous = record["baseline"]
+        if status == baseline_file.CHANGED:
             if not self.config.getoption("update_baseline"):
                 raise VerdictChanged(
                     f"{self.entry.id}: baseline '{previous}', measured '{verdict.label}': {verdict.reason}; "
@@ -443,7 +493,7 @@ def _with_bundle(config: pytest.Config, store: ResultsStore) -> tuple[list[dict[
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
     state = config.stash.get(_STATE, None)
-    if state is None or not state.records:
+    if state is None or not state.records or _is_xdist_worker(config):
         return
     header = ("claim", "claimed", "measured", "95% interval", "seeds", "verdict")
     rows = [header, *summary_rows(state.records)]
