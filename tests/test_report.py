@@ -258,3 +258,17 @@ def test_a_pending_full_protocol_shows_no_measured_number():
     assert "full protocol pending" in row
     numbers = re.findall(r'<td class="num[^"]*">([^<]*)</td>', row)
     assert numbers[0] == "0.5 ± 0.01" and set(numbers[1:]) <= {"–", ""}, numbers  # claimed, then no measurement
+
+
+def test_numbers_that_differ_beyond_tolerance_and_both_intervals_are_flagged():
+    cpu = {r["claim_id"]: r for r in read_export(CPU_EXPORT)["verdicts"]}
+    cuda = {r["claim_id"]: r for r in read_export(CUDA_EXPORT)["verdicts"]}
+    claim_id = next(c for c in cpu if c in cuda and cpu[c]["mean"] is not None and cuda[c]["verdict"] != "not run")
+    base = dict(cpu[claim_id], tolerance=0.01, mean=0.50, interval=[0.49, 0.51])
+
+    def view(mean, interval):
+        other = dict(base, device="cuda", mean=mean, interval=interval, created=base["created"])
+        return report._entry_views([base, other], {})[claim_id]
+    assert view(0.60, [0.59, 0.61]).numbers_differ  # 0.1 apart, intervals apart
+    assert not view(0.505, [0.495, 0.515]).numbers_differ  # within the tolerance
+    assert not view(0.60, [0.40, 0.80]).numbers_differ  # intervals overlap: chance can explain it

@@ -209,6 +209,27 @@ class EntryView:
         return len(labels) > 1
 
     @property
+    def numbers_differ(self) -> bool:
+        """Whether two devices measured numbers that disagree beyond chance and the claim's tolerance:
+        their means differ by more than the tolerance and their 95% intervals do not overlap.
+
+        Different hardware rounds differently, so equal numbers are not expected; this flags the
+        differences a reader should look at, whatever the verdicts say.
+        """
+        measured = [cell.record for cell in self.cells.values()
+                    if cell.record["verdict"] != "not run" and cell.record["mean"] is not None]
+        for index, first in enumerate(measured):
+            for second in measured[index + 1:]:
+                gap = abs(first["mean"] - second["mean"])
+                if gap <= max(first["tolerance"] or 0.0, 1e-9 * max(1.0, abs(first["mean"]))):
+                    continue
+                low_a, high_a = first["interval"] or (first["mean"], first["mean"])
+                low_b, high_b = second["interval"] or (second["mean"], second["mean"])
+                if high_a < low_b or high_b < low_a:
+                    return True
+        return False
+
+    @property
     def verdict_classes(self) -> str:
         classes = {f"v-{cell.badge}" for cell in self.cells.values()}
         if self.differ:
@@ -408,6 +429,10 @@ class SystemView:
     def differ_count(self) -> int:
         return sum(claim.differ + sum(f.differ for f in claim.findings) for claim in self.claims)
 
+    @property
+    def numbers_differ_count(self) -> int:
+        return sum(claim.numbers_differ + sum(f.numbers_differ for f in claim.findings) for claim in self.claims)
+
 
 def _systems(views: dict[str, EntryView]) -> list[SystemView]:
     for view in views.values():
@@ -509,6 +534,7 @@ def build_context(records: Iterable[dict[str, Any]], runs: Iterable[Run | dict[s
         "claim_count": sum(system.claim_count for system in systems),
         "finding_count": sum(system.finding_count for system in systems),
         "differ_count": sum(system.differ_count for system in systems),
+        "numbers_differ_count": sum(system.numbers_differ_count for system in systems),
         "run_count": len(runs_by_key),
         "record_count": len(records),
         "as_of": max((record["created"] for record in records), default="no results"),
