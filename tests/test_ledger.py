@@ -192,3 +192,34 @@ experiment = "toy-experiment"
     assert entries[1].claim_kind is None and entries[1].claimed is None
     with pytest.raises(LedgerError, match="a finding with a claimed value needs a kind"):
         load_ledger(write(tmp_path, EXPERIMENT + LINKED_CLAIM + finding + 'claimed = 1.0\ncomparison = "equal"\n'))
+
+
+def test_a_quote_is_located_by_lines_as_the_check_matches_it():
+    from verify.ledger import quote_lines
+
+    text = "a b\nc  d e\n\nf g"
+    assert quote_lines("b c d", text) == (1, 2)  # across a line break, whitespace-normalised
+    assert quote_lines("f", text) == (4, 4) and quote_lines("d e f", text) == (2, 4)
+    assert quote_lines("x", text) is None and quote_lines("", text) is None
+
+
+def test_provenance_names_the_archived_document_by_hash_and_lines(tmp_path):
+    import hashlib
+
+    from verify.ledger import document_provenance
+
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    document = seeds / "toy.txt"
+    document.write_text("# Toy\n\nIntro.\nToy\nretention: 1.0000x and more.\n")
+    (entry,) = load_ledger(write(tmp_path, VALID_CLAIM), seeds)
+    assert document_provenance(entry, seeds) == {"document_sha256": hashlib.sha256(document.read_bytes()).hexdigest(),
+                                                 "lines": [4, 5]}
+    assert document_provenance(entry, None) is None
+
+
+def test_check_ledgers_can_require_the_archived_sources(tmp_path, capsys):
+    from verify import cli
+
+    assert cli.main(["check-ledgers", "--seeds-dir", str(tmp_path / "absent"), "--require-sources"]) == 1
+    assert "archived source documents are absent" in capsys.readouterr().err

@@ -25,8 +25,13 @@ BUNDLE_DIR = Path(__file__).resolve().parent.parent / "results"
 BASELINE_NAME = "baseline.json"
 # Outputs a protocol measures with a clock (docs/CONTRACTS.md): never byte-identical between runs.
 TIMING_SUFFIXES = ("_seconds", "_step_time")
-# Verdict fields that depend on when and where a verdict was computed, not on the runs it read.
-_CIRCUMSTANTIAL = ("created", "environment", "reason", "baseline", "stale")
+# What a bundled verdict must agree on with the one recomputed from its runs: the claim as the
+# ledger states it now, the runs read and what was measured and decided. (Titles, quotes and
+# provenance come from the ledger and the archived documents, and may be read differently where
+# those are absent; when and where a verdict was computed says nothing about it.)
+_AUDITED = ("claim_id", "device", "profile", "claim_kind", "metric", "metric_args", "claimed", "comparison",
+            "tolerance", "protocol", "params", "seeds", "run_keys", "values", "mean", "interval", "interval_method",
+            "prediction_interval", "verdict", "direction", "not_run", "code_version", "torch_version")
 
 
 class BundleError(ValueError):
@@ -160,7 +165,7 @@ def deterministic_outputs(outputs: dict[str, Any]) -> str:
 
 
 def _comparable(record: dict[str, Any]) -> dict[str, Any]:
-    return {name: value for name, value in record.items() if name not in _CIRCUMSTANTIAL}
+    return {name: record.get(name) for name in _AUDITED}
 
 
 def sample(runs: list[Run], budget_seconds: float, salt: str) -> list[Run]:
@@ -224,8 +229,7 @@ def audit(path: Path, entries: list[Entry], *, rerun_seconds: float = 0.0, salt:
                 result.problems.append(f"{path.name}: verdict of {record['claim_id']} on {device}: no such entry in "
                                        f"the ledgers")
             elif _comparable(fresh) != _comparable(record):
-                changed = sorted(name for name in set(fresh) | set(record)
-                                 if name not in _CIRCUMSTANTIAL and fresh.get(name) != record.get(name))
+                changed = [name for name in _AUDITED if fresh.get(name) != record.get(name)]
                 result.problems.append(f"{path.name}: verdict of {record['claim_id']} on {device} differs from the one "
                                        f"recomputed from its runs ({', '.join(changed[:4])})")
     import torch

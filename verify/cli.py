@@ -10,7 +10,7 @@ from pathlib import Path
 
 from verify import report
 from verify.bundle import BUNDLE_DIR
-from verify.ledger import LedgerError, default_seeds_dir, load_all, load_ledger
+from verify.ledger import NO_SOURCES, LedgerError, default_seeds_dir, load_all, load_ledger
 from verify.store import ResultsStore, Run, merge_verdicts, read_export, write_text_atomic
 
 DEFAULT_RESULTS = "reports/results.sqlite"
@@ -201,6 +201,9 @@ def _import(args: argparse.Namespace) -> int:
 
 def _check_ledgers(args: argparse.Namespace) -> int:
     seeds_dir = Path(args.seeds_dir) if args.seeds_dir else default_seeds_dir()
+    if args.require_sources and (seeds_dir is None or not seeds_dir.is_dir()):
+        print(f"error: {NO_SOURCES}", file=sys.stderr)
+        return 1
     try:
         entries = load_all(Path(args.claims_dir), seeds_dir)
     except LedgerError as error:
@@ -311,6 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-ledgers", help="validate every ledger (and quotes, when the seeds are here)")
     check.add_argument("--claims-dir", default="claims")
     check.add_argument("--seeds-dir", default=None, help="archived source documents (default ../shared/seeds)")
+    check.add_argument("--require-sources", action="store_true",
+                       help="fail when the archived source documents are absent (quotes cannot be checked)")
     check.set_defaults(handler=_check_ledgers)
 
     fetcher = commands.add_parser("fetch-data", help="download the datasets into the data directory, verified")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import hashlib
 import importlib
 import importlib.util
 import inspect
@@ -520,6 +521,55 @@ def normalise_text(text: str) -> str:
     return " ".join(text.split())
 
 
+def quote_lines(quote: str, text: str) -> tuple[int, int] | None:
+    """The first and last line (1-based) of `text` that the quote spans, matched as `check_quote`
+    matches it (whitespace-normalised); None when it is not there."""
+    words = quote.split()
+    if not words:
+        return None
+    # Each word of the document with the line it sits on; the quote is a run of whole or partial
+    # words, so it is found in the joined text and mapped back through word offsets.
+    positions: list[tuple[int, int]] = []  # (offset in the normalised text, line number)
+    pieces = []
+    offset = 0
+    for number, line in enumerate(text.splitlines(), start=1):
+        for word in line.split():
+            positions.append((offset, number))
+            pieces.append(word)
+            offset += len(word) + 1
+    joined = " ".join(pieces)
+    start = joined.find(" ".join(words))
+    if start < 0:
+        return None
+    end = start + len(" ".join(words)) - 1
+    first = last = positions[0][1]
+    for word_offset, number in positions:
+        if word_offset <= start:
+            first = number
+        if word_offset <= end:
+            last = number
+    return first, last
+
+
+def document_provenance(entry: Entry, seeds_dir: Path | None) -> dict[str, Any] | None:
+    """The archived document behind an entry's quote: its SHA-256 and the lines the quote spans, or
+    None where the seeds folder or the document is absent (the quote check says so)."""
+    if seeds_dir is None or entry.source is None or entry.source.document is None:
+        return None
+    document = seeds_dir / entry.source.document
+    try:
+        data = document.read_bytes()
+    except OSError:
+        return None
+    lines = None
+    if entry.quote:
+        try:
+            lines = quote_lines(entry.quote, data.decode("utf-8"))
+        except UnicodeDecodeError:
+            lines = None
+    return {"document_sha256": hashlib.sha256(data).hexdigest(), "lines": list(lines) if lines else None}
+
+
 def _document_name_problem(name: str) -> str | None:
     """Why a `source.document` name could point outside the seeds folder, or None."""
     if not name.strip():
@@ -529,6 +579,10 @@ def _document_name_problem(name: str) -> str | None:
     if ".." in re.split(r"[/\\]", name):
         return "must not contain '..'"
     return None
+
+
+NO_SOURCES = ("the archived source documents are absent ($CLAIMS_SEEDS_DIR unset and no ../shared/seeds): "
+              "quotes are not checked against their sources")
 
 
 def default_seeds_dir() -> Path | None:

@@ -31,7 +31,7 @@ import torch
 from verify import baseline as baseline_file
 from verify import report
 from verify.executors import Executor, PoolExecutor, RayExecutor, SequentialExecutor
-from verify.ledger import Entry, LedgerError, default_seeds_dir, load_ledger
+from verify.ledger import NO_SOURCES, Entry, LedgerError, default_seeds_dir, load_ledger
 from verify.runner import Runner, engine_settings, resolve_device
 from verify.store import ResultsStore, canonical_json, merge_verdicts, write_text_atomic
 from verify.verdicts import Verdict
@@ -308,7 +308,13 @@ class LedgerFile(pytest.File):
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     config = session.config
-    if not config.option.collectonly and any(isinstance(item, ClaimItem) for item in session.items):
+    if not any(isinstance(item, ClaimItem) for item in session.items):
+        return
+    if default_seeds_dir() is None and not _is_xdist_worker(config):  # said once, not per ledger
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"note: {NO_SOURCES}", yellow=True)
+    if not config.option.collectonly:
         _check_output_paths(config)
 
 

@@ -25,7 +25,7 @@ import torch
 from verify import metrics
 from verify.executors import (Executor, Progress, SequentialExecutor, can_batch_seeds, default_workers,
                               device_name, is_device_independent)
-from verify.ledger import Entry
+from verify.ledger import Entry, default_seeds_dir, document_provenance
 from verify.planner import ANY_DEVICE, Job, Plan, RunSpec, build_plan
 from verify.store import ResultsStore, Run, now_iso
 from verify.verdicts import Judgement, Verdict, judge, summarize
@@ -259,7 +259,8 @@ class Runner:
             "system": entry.system,
             "title": entry.title,
             "quote": entry.quote,
-            "source": None if entry.source is None else dict(entry.source.__dict__),
+            "source": None if entry.source is None else {**entry.source.__dict__,
+                                                         **(document_provenance(entry, default_seeds_dir()) or {})},
             "claim_kind": entry.claim_kind,
             "experiment": entry.experiment,
             "metric": entry.metric,

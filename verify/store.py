@@ -359,7 +359,9 @@ _RUN = _object(RUN_FIELDS, RUN_OPTIONAL_FIELDS)
 _VERDICT = _object(
     {"claim_id": _string, "kind": _choice("claim", "finding"), "of": _optional(_string), "system": _string,
      "title": _string, "quote": _optional(_string),
-     "source": _optional(_object({"repository": _string, "file": _string}, {"document": _optional(_string)})),
+     "source": _optional(_object({"repository": _string, "file": _string},
+                                 {"document": _optional(_string), "document_sha256": _optional(_string),
+                                  "lines": _optional(_list_of(_integer(1, 2**31), 2))})),
      "metric": _string, "metric_args": _json_object,
      "claimed": _optional(_claimed),
      "comparison": _optional(_choice(*COMPARISONS)), "tolerance": _non_negative,
