@@ -134,7 +134,8 @@ def mark_stale(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             current = code_version(record["protocol"])
         except (LookupError, ImportError, SyntaxError, ValueError):
             current = None
-        marked.append({**record, "stale": current != record["code_version"]})
+        # Only a measurement can be stale; `not run` says nothing measured, by any code.
+        marked.append({**record, "stale": record["verdict"] != "not run" and current != record["code_version"]})
     return marked
 
 

@@ -103,7 +103,7 @@ def markdown(records: Iterable[dict[str, Any]], devices: tuple[str, ...] = ("cpu
         for device in devices:
             counts = Counter(_short_label(row[device]) for row in rows_of_system if device in row)
             heading.append(f"{DEVICE_TITLES.get(device, device)} " +
-                           ", ".join(f"{n} {label}" for label, n in sorted(counts.items())))
+                           (", ".join(f"{n} {label}" for label, n in sorted(counts.items())) or "no verdicts yet"))
         lines += [f"#### {system}: " + "; ".join(heading), ""]
         tables: dict[str, list[dict[str, dict[str, Any]]]] = defaultdict(list)
         loose = []
