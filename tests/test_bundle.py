@@ -94,9 +94,10 @@ def test_the_rerun_sample_is_deterministic_and_within_its_budget():
 
 def test_a_verdict_is_stale_when_its_protocol_code_changed():
     protocol = "implementations.sgm.protocols:quickstart_retention"
-    current = {"protocol": protocol, "code_version": code_version(protocol)}
-    old = {"protocol": protocol, "code_version": "0" * 16}
-    assert [record["stale"] for record in bundle.mark_stale([current, old])] == [False, True]
+    current = {"protocol": protocol, "code_version": code_version(protocol), "verdict": "reproduced"}
+    old = {"protocol": protocol, "code_version": "0" * 16, "verdict": "reproduced"}
+    pending = {"protocol": protocol, "code_version": "0" * 16, "verdict": "not run"}  # nothing measured
+    assert [record["stale"] for record in bundle.mark_stale([current, old, pending])] == [False, True, False]
 
 
 def test_timing_outputs_are_left_out_of_the_comparison():
