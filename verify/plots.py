@@ -33,8 +33,10 @@ def device_colour(device: str) -> str:
 
 
 def _number(value: float) -> str:
-    """Coordinates with two decimals: enough for the screen, short in the file."""
-    return f"{value:.2f}"
+    """Coordinates with at most two decimals, trailing zeros dropped: enough for the screen, short
+    in the file."""
+    text = f"{value:.2f}".rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
 
 
 def nice_ticks(low: float, high: float, count: int = 5) -> tuple[list[float], int]:
@@ -222,15 +224,11 @@ def heatmap(matrix: list[list[float | None]], size: int = 300) -> Markup:
     ]
     label_every = max(1, math.ceil(max(rows, columns) / 10))
     for column in range(0, columns, label_every):
-        parts.append(
-            f'<text x="{_number(left + cell * (column + 0.5))}" y="{_number(top - 6)}" text-anchor="middle" '
-            f'font-size="10" fill="#444">{column * block}</text>'
-        )
+        parts.append(f'<text class="axis" x="{_number(left + cell * (column + 0.5))}" y="{_number(top - 6)}" '
+                     f'text-anchor="middle">{column * block}</text>')
     for row in range(0, rows, label_every):
-        parts.append(
-            f'<text x="{_number(left - 5)}" y="{_number(top + cell * (row + 0.5) + 3.5)}" text-anchor="end" '
-            f'font-size="10" fill="#444">{row * block}</text>'
-        )
+        parts.append(f'<text class="axis" x="{_number(left - 5)}" y="{_number(top + cell * (row + 0.5) + 3.5)}" '
+                     f'text-anchor="end">{row * block}</text>')
     for row, values in enumerate(cells):
         for column, value in enumerate(values):
             cell_x, cell_y = left + cell * column, top + cell * row
