@@ -3,6 +3,8 @@
 # three claims sessions in parallel (one per group of systems, each with its own store so no two
 # coordinators share a file), plus the unit tests once. Every session stops itself in time, so the
 # stores always come back; what finished is kept, what did not stays pending for the next lease.
+# Afterwards, here: python -m verify bundle build <stores> --device cuda --out results/cuda-full.json
+#   --update-baseline, then python -m verify summary --readme README.md.
 #   OUT=<folder> CLAIMS_DATA_DIR=... CLAIMS_SEEDS_DIR=... bash scripts/device-full.sh [seconds]
 set -u
 limit=${1:-470}
@@ -14,6 +16,8 @@ export PYTHONPATH=. PYTHONUNBUFFERED=1
   nproc; } > "$out/tests.log" 2>&1
 session() {  # name, workers, ledger paths...
   local name=$1 workers=$2; shift 2
+  # Resume: the committed CUDA bundle's runs are stored already (those of current code are skipped).
+  [ -f results/cuda-full.json ] && $py -m verify import --results "$out/$name.sqlite" results/cuda-full.json > /dev/null
   timeout -k 15 "$limit" $py -m pytest -p verify.pytest_plugin -p no:cacheprovider -q -rN "$@" --device "${DEVICE:-cuda}" \
     --profile full --workers "$workers" --threads 1 --results "$out/$name.sqlite" \
     --verdicts-json "/tmp/$name-verdicts.json" --report-html "/tmp/$name.html" > "/tmp/$name.log" 2>&1

@@ -110,7 +110,8 @@ def build(entries: list[Entry], runs: list[Run], device: str) -> dict[str, Any]:
     # Every full-profile run is kept, also those of an entry still short of seeds: a later lease
     # imports the bundle and runs only what is missing.
     wanted = {(entry.protocol, canonical_json(entry.params_for("full"))) for entry in entries}
-    full = [run for run in runs if (run.protocol, canonical_json(run.params)) in wanted]
+    unique = {run.run_key: run for run in runs}  # stores of one lease may share runs (each imported the bundle)
+    full = [run for run in unique.values() if (run.protocol, canonical_json(run.params)) in wanted]
     identity = Identity.of(full, device)
     candidates = [run for run in full if run.device in (device, ANY_DEVICE) and run.torch_version == identity.torch_version]
     records = recompute(entries, candidates, identity)
