@@ -209,3 +209,12 @@ def test_entries_are_selected_by_dataset_with_m(project):
     assert selected("mnist") == ["reads-mnist"]
     assert selected("qwen2_5_1_5b") == ["reads-qwen"]
     assert selected("not dataset") == ["reads-nothing"]
+
+
+def test_a_bad_bundle_file_costs_the_report_one_line_not_the_session(project):
+    write_ledger(project, entry("holds", 1.0, "reproduced"))
+    (project.path / "results" / "cpu-full.json").write_text('{"format": "claims-harness-results/1"}')
+    result = run(project)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*HTML report not written:*cpu-full.json*"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()

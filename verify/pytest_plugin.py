@@ -542,5 +542,5 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
             size = written.stat().st_size
             shown = f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.0f} kB"
             terminalreporter.write_line(f"{label + ':':<15}{os.path.relpath(written)} ({shown})")
-        except OSError as error:
+        except (OSError, ValueError) as error:  # ValueError: a bundle file that is not a valid export
             terminalreporter.write_line(f"{label} not written: {error}", red=True)
