@@ -124,3 +124,26 @@ def test_a_bundle_from_older_code_is_recomputed_under_its_own_version_and_shown_
     stale["verdicts"][0]["values"][0] += 1  # and tampering is still caught
     path.write_text(json.dumps(stale))
     assert bundle.audit(path, entries, salt="any", data_dir=tmp_path).problems
+
+
+def test_the_commands_build_record_the_baseline_and_audit(tmp_path, toy, capsys):
+    from verify import cli
+
+    entries = toy(toy_entry("a") + toy_entry("b", seeds="[1, 2]"))
+    runner = make_runner(tmp_path / "runs.sqlite", profile="full")
+    runner.execute_plan(runner.plan(entries))
+    out, baseline = tmp_path / "results" / "cpu-full.json", tmp_path / "results" / "baseline.json"
+    claims = str(tmp_path / "claims")
+    assert cli.main(["bundle", "build", str(tmp_path / "runs.sqlite"), "--device", "cpu", "--out", str(out),
+                     "--claims-dir", claims, "--update-baseline", "--baseline", str(baseline)]) == 0
+    assert "3 runs, 2 verdicts (2 reproduced)" in capsys.readouterr().out
+    assert json.loads(baseline.read_text())["verdicts"] == {"a": {"cpu/full": "reproduced"},
+                                                          "b": {"cpu/full": "reproduced"}}
+    assert cli.main(["bundle", "audit", str(out), "--claims-dir", claims, "--rerun-seconds", "60",
+                     "--data-dir", str(tmp_path)]) == 0
+    assert "3 runs re-run byte-identical, passed" in capsys.readouterr().out
+    document = json.loads(out.read_text())
+    document["verdicts"][0]["mean"] = 0.5
+    out.write_text(json.dumps(document))
+    assert cli.main(["bundle", "audit", str(out), "--claims-dir", claims, "--rerun-seconds", "0"]) == 1
+    assert "FAILED" in capsys.readouterr().err
