@@ -101,7 +101,8 @@ def markdown(records: Iterable[dict[str, Any]], devices: tuple[str, ...] = ("cpu
         rows_of_system = by_system[system]
         heading = []
         for device in devices:
-            counts = Counter(_short_label(row[device]) for row in rows_of_system if device in row)
+            counts = Counter("as CPU (device-independent)" if _shared_with_cpu(device, row.get("cpu"))
+                             else _short_label(row[device]) for row in rows_of_system if device in row)
             heading.append(f"{DEVICE_TITLES.get(device, device)} " +
                            (", ".join(f"{n} {label}" for label, n in sorted(counts.items())) or "no verdicts yet"))
         lines += [f"#### {system}: " + "; ".join(heading), ""]
