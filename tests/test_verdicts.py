@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from verify.verdicts import Summary, Verdict, decide, summarize
+from verify.verdicts import Summary, decide, summarize
 
 
 def test_t_interval_hand_computed():

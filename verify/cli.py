@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from verify import report
-from verify.bundle import BUNDLE_DIR
+from verify.bundle import BASELINE_NAME, BUNDLE_DIR
 from verify.ledger import NO_SOURCES, LedgerError, default_seeds_dir, load_all, load_ledger
 from verify.store import ResultsStore, Run, merge_verdicts, read_export, write_text_atomic
 
@@ -283,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--out", required=True, help="bundle file to write (results/<device>-full.json)")
     build.add_argument("--claims-dir", default="claims")
     build.add_argument("--update-baseline", action="store_true", help="record the bundle's verdicts in the baseline")
-    build.add_argument("--baseline", default=str(BUNDLE_DIR / "baseline.json"),
+    build.add_argument("--baseline", default=str(BUNDLE_DIR / BASELINE_NAME),
                        help="the baseline file (default results/baseline.json)")
     build.set_defaults(handler=_bundle_build)
     check = bundle_commands.add_parser("audit", help="check the bundle: run keys, verdicts recomputed from outputs, "
