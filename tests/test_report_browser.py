@@ -1,5 +1,6 @@
 """The report in a real browser: headless Chromium renders it from disk, we read back the DOM and
-keep a screenshot at reports/screenshot.png (the CI artifact, also shown in reports/README.md).
+keep screenshots in reports/ (screenshot.png at 1400 px, screenshot-narrow.png at 760 px and
+screenshot-evidence.png, one claim's evidence; CI artifacts, shown in reports/README.md).
 
 Without chromium the test skips, except under CI (CI=true), where a missing browser is a failure:
 scripts/install-chromium.sh installs it.
@@ -64,15 +65,35 @@ def test_dom_holds_the_verdict_table(chromium, report_file, tmp_path):
     assert len(rows) == 10 and ("claim", "dtgma-split-mnist-ewc-forgetting") in rows
     assert "measured on CPU" in table and "measured on CUDA" in table
     assert table.count("CPU ≠ CUDA") == 2
-    assert dom.count('<svg class="dot-plot"') >= 5 and '<svg class="heatmap"' in dom
+    assert dom.count('<svg class="dot-plot"') >= 5 and '<table class="heatmap">' in dom
 
 
-def test_screenshot(chromium, report_file, tmp_path):
-    SCREENSHOT.parent.mkdir(exist_ok=True)
-    SCREENSHOT.unlink(missing_ok=True)
-    completed = run_chromium(chromium, tmp_path / "profile", f"--screenshot={SCREENSHOT}",
-                             f"--window-size={WINDOW[0]},{WINDOW[1]}", "--hide-scrollbars", report_file.as_uri())
-    assert completed.returncode == 0 and SCREENSHOT.is_file(), completed.stderr[-2000:]
-    header = SCREENSHOT.read_bytes()[:24]
+# (file, window, claim): the top of the page at a desktop and at a narrow width, and one claim's
+# evidence (dot plot, per-seed table, accuracy-matrix heatmaps). Headless Chromium does not scroll to
+# a #fragment before its screenshot, so the evidence shot renders a copy of the same report whose
+# only change is a style rule hiding everything but that claim's article.
+SCREENSHOTS = [
+    ("screenshot.png", WINDOW, None),
+    ("screenshot-narrow.png", (760, 1600), None),
+    ("screenshot-evidence.png", (1400, 1200), "dtgma-split-mnist-ewc-accuracy"),
+]
+
+
+@pytest.mark.parametrize("name, window, claim", SCREENSHOTS, ids=[name for name, _, _ in SCREENSHOTS])
+def test_screenshot(chromium, report_file, tmp_path, name, window, claim):
+    page = report_file
+    if claim is not None:
+        html = report_file.read_text(encoding="utf-8")
+        assert f'id="claim-{claim}"' in html
+        focus = f"<style>.page > :not(#details), #details > :not(#claim-{claim}) {{ display: none; }}</style></head>"
+        page = tmp_path / "focus.html"
+        page.write_text(html.replace("</head>", focus, 1), encoding="utf-8")
+    path = SCREENSHOT.parent / name
+    path.parent.mkdir(exist_ok=True)
+    path.unlink(missing_ok=True)
+    completed = run_chromium(chromium, tmp_path / "profile", f"--screenshot={path}",
+                             f"--window-size={window[0]},{window[1]}", "--hide-scrollbars", page.as_uri())
+    assert completed.returncode == 0 and path.is_file(), completed.stderr[-2000:]
+    header = path.read_bytes()[:24]
     assert header[:8] == b"\x89PNG\r\n\x1a\n"
-    assert struct.unpack(">II", header[16:24]) == WINDOW
+    assert struct.unpack(">II", header[16:24]) == window

@@ -19,12 +19,10 @@ from typing import Any, Callable, Iterable
 
 from verify.ledger import Entry
 from verify.planner import ANY_DEVICE, run_key
-from verify.store import EXPORT_FORMAT, ResultsStore, Run, canonical_json, now_iso, read_export
+from verify.store import EXPORT_FORMAT, ResultsStore, Run, canonical_json, is_timing_output, now_iso, read_export
 
 BUNDLE_DIR = Path(__file__).resolve().parent.parent / "results"
 BASELINE_NAME = "baseline.json"
-# Outputs a protocol measures with a clock (docs/CONTRACTS.md): never byte-identical between runs.
-TIMING_SUFFIXES = ("_seconds", "_step_time")
 # What a bundled verdict must agree on with the one recomputed from its runs: the claim as the
 # ledger states it now, the runs read and what was measured and decided. (Titles, quotes and
 # provenance come from the ledger and the archived documents, and may be read differently where
@@ -163,7 +161,7 @@ class Audit:
 
 def deterministic_outputs(outputs: dict[str, Any]) -> str:
     """A run's outputs without its clock readings, as canonical JSON: what a re-run must reproduce."""
-    return canonical_json({name: value for name, value in outputs.items() if not name.endswith(TIMING_SUFFIXES)})
+    return canonical_json({name: value for name, value in outputs.items() if not is_timing_output(name)})
 
 
 def _comparable(record: dict[str, Any]) -> dict[str, Any]:

@@ -1,6 +1,6 @@
-"""Inline SVG figures for the report: per-seed dot plots and accuracy-matrix heatmaps.
+"""Figures for the report: per-seed dot plots (inline SVG) and accuracy-matrix heatmaps (HTML tables).
 
-Hand-written SVG rather than matplotlib: a figure is a few dozen elements, so building the markup
+Hand-written markup rather than matplotlib: a figure is a few dozen elements, so building the markup
 directly keeps a 150-claim report well under a second and its bytes deterministic. Every piece of
 text placed in the markup goes through `escape`; the result is returned as `Markup` so the
 template inserts it as-is.
@@ -26,6 +26,29 @@ _VIRIDIS = (
     (39, 173, 129), (92, 200, 99), (170, 220, 50), (253, 231, 37),
 )
 HEATMAP_MAX_CELLS = 40  # larger matrices are block-averaged down to this many rows and columns
+
+
+def plot_css() -> str:
+    """The stylesheet rules the figures rely on (device colours, strokes, heatmap cells)."""
+    rules = [
+        f".dot-plot g, .device-dot {{ color: {OTHER_DEVICE_COLOUR}; }}",
+        ".device-dot { background: currentColor; }",
+        *(f".device-dot.{device} {{ color: {colour}; }}" for device, colour in DEVICE_COLOURS.items()),
+        *(f".dot-plot g.{device} {{ color: {colour}; }}" for device, colour in DEVICE_COLOURS.items()),
+        ".dot-plot g circle { fill: currentColor; fill-opacity: 0.45; stroke: currentColor; }",
+        ".dot-plot g path { stroke: currentColor; stroke-width: 1.5; fill: none; }",
+        ".dot-plot g line { stroke: currentColor; stroke-width: 2.5; }",
+        ".dot-plot g text { fill: currentColor; font-size: 12px; text-anchor: end; }",
+        ".heatmap-wrap { display: flex; gap: 6px; align-items: stretch; }",
+        "table.heatmap { width: auto; border-collapse: collapse; font-size: 10px; }",
+        "table.heatmap th, table.heatmap td { border: 0; padding: 0; width: var(--cell); min-width: var(--cell); "
+        "height: var(--cell); text-align: center; vertical-align: middle; font-weight: 400; color: #444; background: none; }",
+        "table.heatmap td.l { color: #fff; } table.heatmap td.d { color: #111; } table.heatmap td.na { background: #f4f4f4; }",
+        ".heatmap-scale { width: 10px; margin-top: var(--cell); display: flex; flex-direction: column; "
+        "justify-content: space-between; font-size: 10px; color: #444; }",
+        ".heatmap-scale span { margin-left: 14px; line-height: 1; }",
+    ]
+    return "\n".join(rules)
 
 
 def device_colour(device: str) -> str:
@@ -129,35 +152,35 @@ def dot_plot(series: Sequence[SeedSeries], claimed, comparison: str | None, tole
                 f"<title>claimed {escape(format(value, '.6g'))}</title></line>"
             )
     for row, seeds_series in enumerate(series):
-        colour = device_colour(seeds_series.device)
+        # Colours, widths and opacity come from the report's stylesheet (PLOT_CSS), per device class,
+        # so each element carries only its geometry.
+        group = f' class="{seeds_series.device}"' if seeds_series.device in DEVICE_COLOURS else ""
+        parts.append(f"<g{group}>")
         middle = top + row_height * row + row_height / 2 - 4
-        parts.append(
-            f'<text x="{_number(left - 8)}" y="{_number(middle + 4)}" text-anchor="end" font-size="12" '
-            f'fill="{colour}">{escape(seeds_series.device)}</text>'
-        )
+        parts.append(f'<text x="{_number(left - 8)}" y="{_number(middle + 4)}">{escape(seeds_series.device)}</text>')
         if seeds_series.interval is not None:
             interval_low, interval_high = (x(v) for v in seeds_series.interval)
             bar_y = middle + 13
             parts.append(
                 f'<path d="M{_number(interval_low)} {_number(bar_y - 3)}v6M{_number(interval_low)} {_number(bar_y)}'
-                f'H{_number(interval_high)}M{_number(interval_high)} {_number(bar_y - 3)}v6" stroke="{colour}" '
-                f'stroke-width="1.5" fill="none"><title>95% interval '
+                f'H{_number(interval_high)}M{_number(interval_high)} {_number(bar_y - 3)}v6"><title>95% interval '
                 f"[{escape(format(seeds_series.interval[0], '.6g'))}, {escape(format(seeds_series.interval[1], '.6g'))}]"
                 "</title></path>"
             )
         if seeds_series.mean is not None:
             mean_x = _number(x(seeds_series.mean))
             parts.append(
-                f'<line x1="{mean_x}" y1="{_number(middle - 12)}" x2="{mean_x}" y2="{_number(middle + 16)}" '
-                f'stroke="{colour}" stroke-width="2.5"><title>mean {escape(format(seeds_series.mean, ".6g"))}</title></line>'
+                f'<line x1="{mean_x}" y1="{_number(middle - 12)}" x2="{mean_x}" y2="{_number(middle + 16)}">'
+                f'<title>mean {escape(format(seeds_series.mean, ".6g"))}</title></line>'
             )
         for index, (seed, value) in enumerate(zip(seeds_series.seeds, seeds_series.values)):
             # A small fixed vertical offset per seed keeps equal values from hiding each other.
             offset = (index % 5 - 2) * 2.5
             parts.append(
-                f'<circle cx="{_number(x(value))}" cy="{_number(middle + offset)}" r="4" fill="{colour}" '
-                f'fill-opacity="0.45" stroke="{colour}"><title>seed {escape(seed)}: {escape(repr(value))}</title></circle>'
+                f'<circle cx="{_number(x(value))}" cy="{_number(middle + offset)}" r="4">'
+                f'<title>seed {escape(seed)}: {escape(format(value, ".6g"))}</title></circle>'
             )
+        parts.append("</g>")
     ticks, decimals = nice_ticks(low, high)
     axis_y = _number(plot_bottom)
     parts.append(f'<line x1="{_number(left)}" y1="{axis_y}" x2="{_number(right)}" y2="{axis_y}" stroke="#888"/>')
@@ -201,11 +224,17 @@ def _block_average(matrix: list[list[float | None]], limit: int) -> tuple[list[l
     return reduced, block
 
 
+def _hex(rgb: tuple[int, int, int]) -> str:
+    return "#%02x%02x%02x" % rgb
+
+
 def heatmap(matrix: list[list[float | None]], size: int = 300) -> Markup:
     """An accuracy matrix R[i][j] (row: after training task i; column: task j) as coloured cells.
 
-    The colour scale runs from 0 to 1 (or to the largest value, for matrices in percent); values are
-    printed in the cells while they fit.
+    An HTML table rather than SVG: a cell is its colour and its printed value, with no coordinates,
+    which makes a heatmap about a third of the bytes of the same picture drawn in SVG. The colour
+    scale runs from 0 to 1 (or to the largest value, for matrices in percent) and is drawn beside the
+    table; values are printed in the cells while they fit, otherwise each cell carries a tooltip.
     """
     if not matrix or not any(matrix):
         return Markup("")
@@ -214,52 +243,35 @@ def heatmap(matrix: list[list[float | None]], size: int = 300) -> Markup:
     finite = [v for row in cells for v in row if v is not None]
     scale_max = max([1.0, *finite])
     cell = max(6.0, min(36.0, size / max(rows, columns)))
-    left, top = 34.0, 22.0
-    width, height = left + cell * columns + 52, top + cell * rows + 6
     show_values = cell >= 26
     value_format = ".2f" if scale_max <= 1.0 else ".0f"
-    parts = [
-        f'<svg class="heatmap" xmlns="http://www.w3.org/2000/svg" width="{_number(width)}" height="{_number(height)}" '
-        f'viewBox="0 0 {_number(width)} {_number(height)}" role="img">'
-    ]
     label_every = max(1, math.ceil(max(rows, columns) / 10))
-    for column in range(0, columns, label_every):
-        parts.append(f'<text class="axis" x="{_number(left + cell * (column + 0.5))}" y="{_number(top - 6)}" '
-                     f'text-anchor="middle">{column * block}</text>')
-    for row in range(0, rows, label_every):
-        parts.append(f'<text class="axis" x="{_number(left - 5)}" y="{_number(top + cell * (row + 0.5) + 3.5)}" '
-                     f'text-anchor="end">{row * block}</text>')
+
+    def label(index: int) -> str:
+        return str(index * block) if index % label_every == 0 else ""
+
+    def span(index: int) -> str:
+        return str(index) if block == 1 else f"{index * block}-{index * block + block - 1}"
+
+    parts = [f'<div class="heatmap-wrap" style="--cell:{_number(cell)}px"><table class="heatmap">'
+             '<tr><th></th>' + "".join(f"<th>{label(c)}</th>" for c in range(columns)) + "</tr>"]
     for row, values in enumerate(cells):
-        for column, value in enumerate(values):
-            cell_x, cell_y = left + cell * column, top + cell * row
+        parts.append(f"<tr><th>{label(row)}</th>")
+        for column in range(columns):
+            value = values[column] if column < len(values) else None
             if value is None:
-                fill, tip = "#f4f4f4", "no value"
+                parts.append(f'<td class="na" title="after {span(row)}, task {span(column)}: no value"></td>')
+                continue
+            colour = _hex(_viridis(value / scale_max))
+            if show_values:
+                shade = "l" if value / scale_max < 0.6 else "d"
+                parts.append(f'<td class="{shade}" style="background:{colour}">{escape(format(value, value_format))}</td>')
             else:
-                red, green, blue = _viridis(value / scale_max)
-                fill, tip = f"rgb({red},{green},{blue})", format(value, ".4g")  # full precision: the exports
-            where = f"after task {row * block}, task {column * block}" if block == 1 else (
-                f"after tasks {row * block}-{row * block + block - 1}, tasks {column * block}-{column * block + block - 1} (mean)"
-            )
-            # A cell that prints its value needs no tooltip; the report's stylesheet sets the text's
-            # font and anchor (.heatmap text), so each cell carries only its position and colour.
-            title = "" if show_values and value is not None else f"<title>{escape(where)}: {escape(tip)}</title>"
-            parts.append(f'<rect x="{_number(cell_x)}" y="{_number(cell_y)}" width="{_number(cell)}" '
-                         f'height="{_number(cell)}" fill="{fill}">{title}</rect>')
-            if show_values and value is not None:
-                shade = "light" if value / scale_max < 0.6 else "dark"
-                parts.append(f'<text class="{shade}" x="{_number(cell_x + cell / 2)}" '
-                             f'y="{_number(cell_y + cell / 2 + 3.5)}">{escape(format(value, value_format))}</text>')
-    bar_left, bar_height = left + cell * columns + 10, cell * rows
-    steps = 20
-    for step in range(steps):
-        red, green, blue = _viridis(1 - step / (steps - 1))
-        parts.append(
-            f'<rect x="{_number(bar_left)}" y="{_number(top + bar_height * step / steps)}" width="10" '
-            f'height="{_number(bar_height / steps + 0.5)}" fill="rgb({red},{green},{blue})"/>'
-        )
-    for value, y in ((scale_max, top + 8), (0.0, top + bar_height)):
-        parts.append(
-            f'<text x="{_number(bar_left + 14)}" y="{_number(y)}" font-size="10" fill="#444">{escape(format(value, "g"))}</text>'
-        )
-    parts.append("</svg>")
+                # full precision is in the exports; the tooltip names the cell (a block's mean when averaged)
+                parts.append(f'<td style="background:{colour}" title="after {span(row)}, task {span(column)}: '
+                             f'{escape(format(value, ".4g"))}"></td>')
+        parts.append("</tr>")
+    stops = ",".join(_hex(_viridis(step / 8)) for step in range(9))
+    parts.append(f'</table><div class="heatmap-scale" style="background:linear-gradient(to top,{stops})">'
+                 f'<span>{escape(format(scale_max, "g"))}</span><span>0</span></div></div>')
     return Markup("".join(parts))

@@ -20,7 +20,7 @@ from typing import Any, Iterable
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from verify import plots
-from verify.store import Run, merge_verdicts, write_text_atomic
+from verify.store import Run, is_timing_output, merge_verdicts, write_text_atomic
 from verify.verdicts import Verdict
 
 _ENVIRONMENT = Environment(
@@ -30,7 +30,8 @@ _ENVIRONMENT = Environment(
     lstrip_blocks=True,
 )
 
-# The two devices the harness runs on always get a column, so a missing CUDA run shows as missing.
+# The two devices the harness runs on, in this order. A device with no record at all gets no column
+# (the lede names it instead); one with records gets a column, where a missing run shows as missing.
 MAIN_DEVICES = ("cpu", "cuda")
 # `not run` is shown as why: the full protocol has not run here yet, or an input (file, GPU) is missing.
 PENDING, MISSING = "full protocol pending", "input missing"
@@ -77,6 +78,16 @@ def css_class(text: str) -> str:
 
 def _format_number(value: float | None) -> str:
     return "–" if value is None else f"{value:.6g}"
+
+
+def _seed_value(value: float | None) -> str:
+    """A per-seed value for the report: whole numbers in full (parameter counts), others to 6
+    significant digits (the exports keep every digit)."""
+    if value is None:
+        return "–"
+    if float(value).is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return format(value, ".6g")
 
 
 def _format_interval(interval: list[float] | None) -> str:
@@ -209,13 +220,23 @@ class EntryView:
         return len(labels) > 1
 
     @property
+    def timing(self) -> bool:
+        """Whether the metric reads a clock (an output named `*_seconds` or `*_step_time`): its
+        numbers are a property of the machine, so devices are expected to differ."""
+        names = [value for value in self.record["metric_args"].values() if isinstance(value, str)]
+        return any(is_timing_output(name) for name in names)
+
+    @property
     def numbers_differ(self) -> bool:
         """Whether two devices measured numbers that disagree beyond chance and the claim's tolerance:
         their means differ by more than the tolerance and their 95% intervals do not overlap.
 
         Different hardware rounds differently, so equal numbers are not expected; this flags the
-        differences a reader should look at, whatever the verdicts say.
+        differences a reader should look at, whatever the verdicts say. Timing entries are
+        excluded (`timing`): a GPU's step time differs from a CPU's by design.
         """
+        if self.timing:
+            return False
         measured = [cell.record for cell in self.cells.values()
                     if cell.record["verdict"] != "not run" and cell.record["mean"] is not None]
         for index, first in enumerate(measured):
@@ -266,7 +287,7 @@ class EntryView:
 
     @property
     def seed_rows(self) -> list[dict[str, Any]]:
-        """One row per seed: each device's value at full precision and the run's time."""
+        """One row per seed: each device's value (6 significant digits; exact in the exports), the run's time and key."""
         seeds = sorted({seed for cell in self.cells.values() for seed in cell.record["seeds"]})
         rows = []
         for seed in seeds:
@@ -275,9 +296,9 @@ class EntryView:
                 value = cell.seed_values.get(seed)
                 run = cell.runs_by_seed.get(seed)
                 values[device] = {
-                    "value": "–" if value is None else repr(value),
+                    "value": _seed_value(value),
                     "seconds": None if run is None else f"{run['wall_seconds']:.2f}",
-                    "run_key": None if run is None else run["run_key"],
+                    "run_key": None if run is None else run["run_key"][:16],
                 }
             rows.append({"seed": seed, "values": values})
         return rows
@@ -285,13 +306,13 @@ class EntryView:
 
 @dataclass
 class Matrix:
-    """An accuracy-matrix output of one device's runs: the mean over seeds and each seed's own."""
+    """An accuracy-matrix output of one device's runs, drawn as the mean over seeds (each seed's own
+    matrix is in the exports)."""
 
     name: str
     device: str
-    mean_svg: Any
+    mean_figure: Any
     seeds: int
-    per_seed: list[tuple[int, Any]]
 
 
 def _mean_matrix(matrices: list[list[list[float | None]]]) -> list[list[float | None]] | None:
@@ -336,8 +357,8 @@ def matrices_for(cells: Iterable[Cell], shown_runs: dict[str, str], entry_id: st
                 by_name[name].append((run["seed"], run["outputs"][name]))
         for name, seeded in by_name.items():
             mean = _mean_matrix([matrix for _, matrix in seeded])
-            mean_svg = plots.heatmap(mean if mean is not None else seeded[0][1])
-            found.append(Matrix(name, cell.device, mean_svg, len(seeded) if mean is not None else 1, []))
+            figure = plots.heatmap(mean if mean is not None else seeded[0][1])
+            found.append(Matrix(name, cell.device, figure, len(seeded) if mean is not None else 1))
     return found, sorted(shown_under - {entry_id})
 
 
@@ -505,13 +526,28 @@ def _machines(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(machines.values(), key=lambda m: (device_sort_key(m["device"]), m["latest"]))
 
 
+def _mixed_versions(records: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """The torch versions and commits behind the measured records, when there is more than one:
+    merged results from different software deserve a warning at the top, not only the table at the
+    bottom."""
+    measured = [record for record in records if record["verdict"] != "not run"]
+    torch_versions = sorted({record["torch_version"] for record in measured if record["torch_version"]})
+    commits = sorted({(record.get("environment") or {}).get("git_commit") or "" for record in measured} - {""})
+    mixed = {}
+    if len(torch_versions) > 1:
+        mixed["torch versions"] = torch_versions
+    if len(commits) > 1:
+        mixed["commits"] = [commit[:12] for commit in commits]
+    return mixed
+
+
 def build_context(records: Iterable[dict[str, Any]], runs: Iterable[Run | dict[str, Any]]) -> dict[str, Any]:
     """Everything the template shows, computed once."""
     records = merge_verdicts([records])
     runs_by_key = {run["run_key"]: run for run in map(_as_run_dict, runs)}
     views = _entry_views(records, runs_by_key)
     systems = _systems(views)
-    devices = sorted({*MAIN_DEVICES, *(record["device"] for record in records)}, key=device_sort_key)
+    devices = sorted({record["device"] for record in records} or {MAIN_DEVICES[0]}, key=device_sort_key)
     shown_runs: dict[str, str] = {}
     sections = {system.name: [_build_section(entry, shown_runs) for entry in system.claims] for system in systems}
     totals = {verdict: {device: 0 for device in devices} for verdict in VERDICT_ORDER}
@@ -529,8 +565,11 @@ def build_context(records: Iterable[dict[str, Any]], runs: Iterable[Run | dict[s
         "claim_kind_rules": CLAIM_KIND_RULES,
         "verdict_class": css_class,
         "device_colour": plots.device_colour,
+        "plot_css": plots.plot_css(),
         "totals": totals,
         "machines": _machines(records),
+        "absent_devices": [device for device in MAIN_DEVICES if device not in devices],
+        "mixed": _mixed_versions(records),
         "claim_count": sum(system.claim_count for system in systems),
         "finding_count": sum(system.finding_count for system in systems),
         "differ_count": sum(system.differ_count for system in systems),

@@ -86,6 +86,15 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
+# Outputs a protocol measures with a clock (docs/CONTRACTS.md): never byte-identical between runs,
+# and expected to differ between machines.
+TIMING_SUFFIXES = ("_seconds", "_step_time")
+
+
+def is_timing_output(name: str) -> bool:
+    return name.endswith(TIMING_SUFFIXES)
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
 
