@@ -369,3 +369,23 @@ def test_bad_engine_options_are_one_usage_error(tmp_path):
     assert done.returncode == pytest.ExitCode.USAGE_ERROR
     assert "--workers must be a positive number or 'auto', got '0'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_progress_takes_its_pace_from_runs_that_ran_not_from_refusals():
+    """Jobs refused at once (a missing input) finish in no time; a pace drawn from them promised a
+    95-run CPU session in a minute."""
+    from types import SimpleNamespace
+
+    from verify.executors import Progress
+    from verify.planner import Job
+
+    jobs = [Job([SimpleNamespace(describe=lambda i=i: f"run {i}")]) for i in range(4)]
+    lines: list[str] = []
+    progress = Progress(jobs, workers=2, write=lines.append)
+    progress.done(jobs[0], "not run: weights absent")
+    assert lines[-1].endswith("(3 left, time unknown until a run finishes)")
+    progress.done(jobs[1], "done", 12.0)
+    assert "left at this pace" in lines[-1]
+    progress.done(jobs[2], "done", 12.0)
+    progress.done(jobs[3], "done", 12.0)
+    assert "all done in" in lines[-1]

@@ -319,11 +319,13 @@ class Progress:
         self.remaining_estimate = sum(job.estimate or 0.0 for job in jobs)
         self.unknown = sum(job.estimate is None for job in jobs)
         self.finished = 0
+        self.ran = 0  # jobs that ran to completion; a job refused at once (missing input) says nothing of pace
         self.started = time.perf_counter()
         self.write = write
 
     def done(self, job: Job, outcome: str, seconds: float | None = None) -> None:
         self.finished += 1
+        self.ran += seconds is not None
         self.remaining_estimate -= job.estimate or 0.0
         self.unknown -= job.estimate is None
         elapsed = time.perf_counter() - self.started
@@ -332,7 +334,9 @@ class Progress:
             eta = f"all done in {format_seconds(elapsed)}"
         elif self.unknown == 0 and self.remaining_estimate > 0:
             eta = f"~{format_seconds(self.remaining_estimate / self.workers)} left"
+        elif self.ran == 0:
+            eta = f"{left} left, time unknown until a run finishes"
         else:
-            eta = f"~{format_seconds(elapsed / self.finished * left)} left at this pace"
+            eta = f"~{format_seconds(elapsed / self.ran * left)} left at this pace"
         took = "" if seconds is None else f" in {format_seconds(seconds)}"
         self.write(f"[{self.finished}/{self.total}] {job.describe()}: {outcome}{took} ({eta})")
