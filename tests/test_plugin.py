@@ -211,6 +211,14 @@ def test_entries_are_selected_by_dataset_with_m(project):
     assert selected("not dataset") == ["reads-nothing"]
 
 
+def test_entries_are_selected_by_tier_with_m(project):
+    full = entry("quoted", 1.0, "reproduced").replace('tier = "ci"', 'tier = "full"') + 'smoke_params = {}\n'
+    write_ledger(project, full + entry("ci-proxy", 1.0, "reproduced"))
+    result = project.runpytest_subprocess("claims", "-p", "no:cacheprovider", "--collect-only", "-q",
+                                          "--strict-markers", "-m", "tier_full")
+    assert sorted(line.split("::")[-1] for line in result.stdout.lines if "::" in line) == ["quoted"]
+
+
 def test_a_bad_bundle_file_costs_the_report_one_line_not_the_session(project):
     write_ledger(project, entry("holds", 1.0, "reproduced"))
     (project.path / "results" / "cpu-full.json").write_text('{"format": "claims-harness-results/1"}')

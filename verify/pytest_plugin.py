@@ -95,6 +95,10 @@ def dataset_marker(name: str) -> str:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "gpu: needs a CUDA device")
     config.addinivalue_line("markers", "dataset(name): needs a dataset in the data directory")
+    from verify.ledger import TIERS
+
+    for tier in TIERS:
+        config.addinivalue_line("markers", f"tier_{tier}: an entry of the {tier} tier (select with -m tier_{tier})")
     from implementations.common.checksums import DATASETS
 
     for name in DATASETS:
@@ -293,6 +297,7 @@ class LedgerFile(pytest.File):
             # Entries that share runs (one experiment, or the same protocol and parameters) go to one
             # xdist worker.
             item.add_marker(pytest.mark.xdist_group(entry.experiment or f"{entry.protocol} {canonical_json(entry.params)}"))
+            item.add_marker(getattr(pytest.mark, f"tier_{entry.tier}"))  # -m tier_full: the source's quotes only
             if entry.device == "cuda":
                 item.add_marker(pytest.mark.gpu)
             for dataset in entry.datasets:
