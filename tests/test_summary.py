@@ -76,3 +76,21 @@ def test_the_readme_block_is_written_from_the_bundle_and_a_stale_one_fails_the_c
     assert cli.main(args + ["--check"]) == 1
     readme.write_text("# Tool without a block\n")
     assert cli.main(args) == 2
+
+
+def test_waiting_lists_full_tier_claims_without_a_verdict_by_protocol_and_device():
+    pending = dict(verdict="not run", mean=None, not_run="full protocol pending", reason="full protocol pending: ...",
+                   tier="full", protocol="toy.protocols:big_table")
+    records = [
+        record("big-a", "A", "Acc", **pending),
+        record("big-b", "B", "Acc", **pending),
+        record("big-a", "A", "Acc", device="cuda", tier="full"),  # measured on CUDA
+        record("big-b", "B", "Acc", device="cuda", tier="full"),
+        record("proxy", "C", "Acc", **{**pending, "tier": "ci"}),  # a CI-size proxy: not a quote's verdict
+        record("no-file", "D", "Acc", verdict="not run", mean=None, not_run="input missing", tier="full",
+               reason="CIFAR-100 is needed (cifar-100-python.tar.gz not in the data directory)"),
+    ]
+    text = summary.waiting(records, ("cpu", "cuda"), datasets={"big-a": ["mnist"], "big-b": ["mnist"]})
+    assert "  - toy: `big_table` reading mnist: full protocol not run yet (2 claims)" in text.splitlines()
+    assert "  - input missing (1 claim): CIFAR-100 is needed" in text.splitlines()
+    assert "proxy" not in text and "- CUDA: none" in text

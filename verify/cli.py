@@ -56,7 +56,8 @@ def _summary(args: argparse.Namespace) -> int:
             return 2
         path = Path(args.readme)
         text = path.read_text(encoding="utf-8")
-        wanted = summary.with_section(text, summary.readme_section(records), str(path))
+        datasets = {entry.id: list(entry.datasets) for entry in _ledger_entries("claims")}
+        wanted = summary.with_section(text, summary.readme_section(records, datasets), str(path))
         if args.check:
             if wanted != text:
                 print(f"error: {path}: the verdicts block is stale; regenerate it with "
