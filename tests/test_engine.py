@@ -151,6 +151,22 @@ def test_estimates_come_from_stored_wall_times(tmp_path, toy):
     assert "pending: 1 run(s)" in second.lines()[-1]
 
 
+def test_a_new_store_estimates_from_the_reference_bundle_and_its_own_times_win(tmp_path, toy):
+    entries = toy(toy_entry("a", params="{ sleep = 0.2 }", seeds="[1]"))
+    runner = make_runner(tmp_path / "r.sqlite")
+    (spec,) = runner.plan(entries).jobs[0].specs
+    runner.reference_walls = [(spec.protocol, spec.params, spec.device, 42.0),  # this run, measured elsewhere
+                              (spec.protocol, {"sleep": 9.0}, spec.device, 7.0),
+                              (spec.protocol, spec.params, "cuda", 1.0)]  # another device: never used for CPU
+    (job,) = runner.plan(entries).jobs
+    assert job.estimate == 42.0 and job.estimate_from_reference and job.estimate_from_same_params
+    assert "est. ~42.0s (reference bundle)" in runner.plan(entries).lines()[0]
+    runner.execute_plan(runner.plan(entries))
+    other = toy(toy_entry("b", params="{ sleep = 0.2 }", seeds="[2]"))
+    (own,) = runner.plan(other).jobs  # this store has timed the run now: its own time wins
+    assert own.estimate == pytest.approx(0.2, abs=0.15) and not own.estimate_from_reference
+
+
 def test_failures_reach_the_entries_that_read_them(tmp_path, toy):
     entries = toy(toy_entry("missing", protocol="toy_engine:needs_file", seeds="[1]")
                   + toy_entry("bug", protocol="toy_engine:broken", seeds="[1]"))

@@ -142,6 +142,7 @@ def _ledger_entries(claims_dir: str):
 
 
 def _plan(args: argparse.Namespace) -> int:
+    from verify import bundle
     from verify.runner import Runner, engine_settings, resolve_device
 
     ledgers: list[Path] = []
@@ -163,7 +164,8 @@ def _plan(args: argparse.Namespace) -> int:
     workers, threads, seed_batching = engine_settings(device, args.workers, args.threads, args.seed_batching)
     runner = Runner(ResultsStore(args.results), Path("."), device=device, profile=args.profile,
                     use_cache=not args.no_cache, seed_limit=args.seeds, progress=lambda message: None,
-                    threads=threads, seed_batching=seed_batching)
+                    threads=threads, seed_batching=seed_batching,
+                    reference_walls=[] if args.no_bundle else bundle.reference_wall_times(Path(args.bundle)))
     plan = runner.plan(entries, longest_first=workers > 1)
     print(f"claims plan ({device}, profile {args.profile}, {runner.threads} thread(s) per run, {len(entries)} entries)")
     for line in plan.lines(workers):
@@ -254,6 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--threads", type=int, default=None, help="CPU threads per run (part of a run's identity)")
     plan.add_argument("--seed-batching", choices=("auto", "on", "off"), default="auto")
     plan.add_argument("--no-cache", action="store_true", help="plan every run, stored or not (each once)")
+    plan.add_argument("--bundle", default=str(BUNDLE_DIR), help="reference bundle folder whose wall times estimate "
+                      "runs this store has never timed (default results/)")
+    plan.add_argument("--no-bundle", action="store_true", help="estimate from this store alone")
     plan.set_defaults(handler=_plan)
 
     make = commands.add_parser("report", help="write the HTML report from the store and/or exported JSON files")

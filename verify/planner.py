@@ -73,6 +73,7 @@ class Job:
     entries: list[str] = field(default_factory=list)
     estimate: float | None = None  # seconds, from stored wall times of the same protocol
     estimate_from_same_params: bool = False  # else from runs of the protocol with other parameters
+    estimate_from_reference: bool = False  # from the reference bundle's runs (another machine), not this store's
 
     @property
     def seed_batched(self) -> bool:
@@ -108,6 +109,9 @@ class Plan:
         for index, job in enumerate(self.jobs, 1):
             if job.estimate is None:
                 estimate = "unknown"
+            elif job.estimate_from_reference:
+                other = "" if job.estimate_from_same_params else ", other parameters"
+                estimate = f"~{format_seconds(job.estimate)} (reference bundle{other})"
             elif job.estimate_from_same_params:
                 estimate = format_seconds(job.estimate)
             else:
@@ -140,33 +144,44 @@ def format_seconds(seconds: float) -> str:
 
 class WallTimes:
     """Estimated seconds of a run from stored runs: same protocol, parameters and device, else the
-    same protocol on the device, else unknown. Seed-batched runs store their share of the batch."""
+    same protocol on the device; failing both, the same two lookups in `reference` (the reference
+    bundle's runs, measured on the machines named in its identity); else unknown. Seed-batched runs
+    store their share of the batch."""
 
-    def __init__(self, rows: Iterable[tuple[str, str, str, float]]):
+    def __init__(self, rows: Iterable[tuple[str, str, str, float]], reference: Iterable[tuple[str, str, str, float]] = ()):
+        self._tables = [self._averages(rows), self._averages(reference)]
+
+    @staticmethod
+    def _averages(rows: Iterable[tuple[str, str, str, float]]) -> tuple[dict, dict]:
         exact: dict[tuple[str, str, str], list[float]] = defaultdict(list)
         coarse: dict[tuple[str, str], list[float]] = defaultdict(list)
         for protocol, params, device, wall in rows:
-            exact[protocol, canonical_json(json.loads(params)), device].append(wall)
+            exact[protocol, canonical_json(json.loads(params) if isinstance(params, str) else params), device].append(wall)
             coarse[protocol, device].append(wall)
-        self._exact = {key: sum(values) / len(values) for key, values in exact.items()}
-        self._coarse = {key: sum(values) / len(values) for key, values in coarse.items()}
+        return ({key: sum(values) / len(values) for key, values in exact.items()},
+                {key: sum(values) / len(values) for key, values in coarse.items()})
 
-    def estimate(self, spec: RunSpec) -> tuple[float | None, bool]:
-        """(seconds or None, whether they come from runs with the same parameters)."""
-        exact = self._exact.get(spec.group)
-        if exact is not None:
-            return exact, True
-        return self._coarse.get((spec.protocol, spec.device)), False
+    def estimate(self, spec: RunSpec) -> tuple[float | None, bool, bool]:
+        """(seconds or None, whether from runs with the same parameters, whether from the reference)."""
+        for from_reference, (exact, coarse) in enumerate(self._tables):
+            if spec.group in exact:
+                return exact[spec.group], True, bool(from_reference)
+            if (spec.protocol, spec.device) in coarse:
+                return coarse[spec.protocol, spec.device], False, bool(from_reference)
+        return None, False, False
 
 
 def build_plan(needs: Iterable[tuple[str, list[RunSpec] | str]], store: ResultsStore, *,
-               skip_stored: bool = True, done: Iterable[str] = (), longest_first: bool = False) -> Plan:
+               skip_stored: bool = True, done: Iterable[str] = (), longest_first: bool = False,
+               reference_walls: Iterable[tuple[str, Any, str, float]] = ()) -> Plan:
     """Plan the runs that `needs` lists: (entry id, its run specs) or (entry id, reason it needs none).
 
     skip_stored: leave out runs the store holds (False for --no-cache: every run once, deduplicated).
     done: keys already executed in this session (never planned again).
     longest_first: order jobs by estimated time, longest (and unknown) first, which shortens the
     wall time of a parallel executor; otherwise jobs follow the entries' order.
+    reference_walls: (protocol, params, device, wall seconds) of the reference bundle's runs, for
+    estimates where this store has none (a new user's first --plan).
     """
     readers: dict[str, list[str]] = {}
     specs: dict[str, RunSpec] = {}
@@ -183,7 +198,7 @@ def build_plan(needs: Iterable[tuple[str, list[RunSpec] | str]], store: ResultsS
     done = set(done)
     stored = store.stored_keys(specs) if skip_stored else set()
     pending = [spec for key, spec in specs.items() if key not in stored and key not in done]
-    walls = WallTimes(store.wall_times())
+    walls = WallTimes(store.wall_times(), reference_walls)
 
     jobs: list[Job] = []
     batches: dict[tuple[str, str, str], Job] = {}
@@ -199,9 +214,10 @@ def build_plan(needs: Iterable[tuple[str, list[RunSpec] | str]], store: ResultsS
         job.entries.extend(entry for entry in readers[spec.key] if entry not in job.entries)
     for job in jobs:
         estimates = [walls.estimate(spec) for spec in job.specs]
-        seconds = [estimate for estimate, _ in estimates]
+        seconds = [estimate for estimate, _, _ in estimates]
         job.estimate = None if None in seconds else sum(seconds)
-        job.estimate_from_same_params = all(same for _, same in estimates)
+        job.estimate_from_same_params = all(same for _, same, _ in estimates)
+        job.estimate_from_reference = any(reference for _, _, reference in estimates)
     if longest_first:
         jobs.sort(key=lambda job: -(float("inf") if job.estimate is None else job.estimate))
     cached = len(set(specs) & (stored | done))

@@ -81,7 +81,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--update-baseline", action="store_true", default=False,
                     help="record this session's verdicts in the baseline instead of failing on a change")
     group.addoption("--no-bundle", action="store_true", default=False,
-                    help="leave the reference bundle (results/*.json) out of the HTML report")
+                    help="leave the reference bundle (results/*.json) out of the HTML report and of the time estimates")
     group.addoption("--fetch-data", action="store_true", default=False,
                     help="before running, fetch the datasets the selected entries need into --data-dir "
                          "(downloaded and verified; see python -m verify fetch-data)")
@@ -238,6 +238,8 @@ class _SessionState:
                 with capture.global_and_fixture_disabled():
                     reporter.write_line(f"[claims] {message}")
 
+            from verify import bundle
+
             device = resolve_device(self.config.getoption("device"))
             _, threads, seed_batching = engine_settings(device, self.config.getoption("workers"),
                                                         self.config.getoption("threads"),
@@ -252,6 +254,8 @@ class _SessionState:
                 progress=progress,
                 threads=threads,
                 seed_batching=seed_batching,
+                reference_walls=[] if self.config.getoption("no_bundle")
+                else bundle.reference_wall_times(Path(self.config.rootpath) / "results"),
             )
         return self._runner
 

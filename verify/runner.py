@@ -173,6 +173,9 @@ class Runner:
     # protocol -> the code version its runs are keyed with (default: the code here). A bundle's
     # verdicts are recomputed under the code version its runs recorded, current or stale.
     code_versions: dict[str, str] = field(default_factory=dict)
+    # (protocol, params, device, wall seconds) of the reference bundle's runs: estimates for a store
+    # that has none of its own yet
+    reference_walls: list[tuple[str, Any, str, float]] = field(default_factory=list)
     executed: set[str] = field(default_factory=set)  # keys run in this session (--no-cache runs each once)
     failures: dict[str, BaseException] = field(default_factory=dict)  # key -> why its run failed here
 
@@ -206,7 +209,7 @@ class Runner:
             reason = self.skip_reason(entry)
             needs.append((entry.id, reason if reason else [self.spec(entry, seed) for seed in self.seeds_for(entry)]))
         return build_plan(needs, self.store, skip_stored=self.use_cache, done=self.executed | set(self.failures),
-                          longest_first=longest_first)
+                          longest_first=longest_first, reference_walls=self.reference_walls)
 
     def execute_plan(self, plan: Plan, executor: Executor | None = None, workers: int = 1) -> None:
         """Run the plan's jobs; the store receives each run as its job finishes (so a killed session
