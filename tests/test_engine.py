@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 
 from verify.executors import PoolExecutor, RayExecutor, SequentialExecutor
 from verify.ledger import load_ledger
@@ -377,6 +378,11 @@ def test_plan_option_prints_and_runs_nothing(tmp_path, toy):
                          capture_output=True, text=True, timeout=300)
     assert cli.returncode == 0, cli.stderr
     assert "pending: 6 run(s) in 6 job(s)" in cli.stdout
+    if not torch.cuda.is_available():  # a GPU session is planned from a machine without one
+        gpu = subprocess.run([sys.executable, "-m", "verify", "plan", "claims", "--device", "cuda", "--results",
+                              str(store)], cwd=project, capture_output=True, text=True, timeout=300)
+        assert gpu.returncode == 0, gpu.stderr
+        assert "on cuda" in gpu.stdout and "planning for CUDA on a machine without it" in gpu.stderr
 
 
 def test_bad_engine_options_are_one_usage_error(tmp_path):

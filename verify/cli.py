@@ -160,11 +160,17 @@ def _plan(args: argparse.Namespace) -> int:
     except LedgerError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    device = resolve_device(args.device)
+    name = None
+    try:
+        device = resolve_device(args.device)
+    except RuntimeError:  # planning runs nothing: a GPU session can be planned (and timed) from here
+        device, name = "cuda", "no CUDA device here"
+        print("note: planning for CUDA on a machine without it: the estimates hold, but runs stored by "
+              "another torch build count as pending", file=sys.stderr)
     workers, threads, seed_batching = engine_settings(device, args.workers, args.threads, args.seed_batching)
     runner = Runner(ResultsStore(args.results), Path("."), device=device, profile=args.profile,
                     use_cache=not args.no_cache, seed_limit=args.seeds, progress=lambda message: None,
-                    threads=threads, seed_batching=seed_batching,
+                    threads=threads, seed_batching=seed_batching, device_name=name,
                     reference_walls=[] if args.no_bundle else bundle.reference_wall_times(Path(args.bundle)))
     plan = runner.plan(entries, longest_first=workers > 1)
     print(f"claims plan ({device}, profile {args.profile}, {runner.threads} thread(s) per run, {len(entries)} entries)")
