@@ -51,10 +51,6 @@ def plot_css() -> str:
     return "\n".join(rules)
 
 
-def device_colour(device: str) -> str:
-    return DEVICE_COLOURS.get(device, OTHER_DEVICE_COLOUR)
-
-
 def _number(value: float) -> str:
     """Coordinates with at most two decimals, trailing zeros dropped: enough for the screen, short
     in the file."""
@@ -152,7 +148,7 @@ def dot_plot(series: Sequence[SeedSeries], claimed, comparison: str | None, tole
                 f"<title>claimed {escape(format(value, '.6g'))}</title></line>"
             )
     for row, seeds_series in enumerate(series):
-        # Colours, widths and opacity come from the report's stylesheet (PLOT_CSS), per device class,
+        # Colours, widths and opacity come from the report's stylesheet (plot_css()), per device class,
         # so each element carries only its geometry.
         group = f' class="{seeds_series.device}"' if seeds_series.device in DEVICE_COLOURS else ""
         parts.append(f"<g{group}>")

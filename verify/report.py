@@ -564,7 +564,6 @@ def build_context(records: Iterable[dict[str, Any]], runs: Iterable[Run | dict[s
         "verdict_meanings": VERDICT_MEANINGS,
         "claim_kind_rules": CLAIM_KIND_RULES,
         "verdict_class": css_class,
-        "device_colour": plots.device_colour,
         "plot_css": plots.plot_css(),
         "totals": totals,
         "machines": _machines(records),
