@@ -141,6 +141,7 @@ def test_estimates_come_from_stored_wall_times(tmp_path, toy):
     first = runner.plan(entries)
     assert [job.estimate for job in first.jobs] == [None, None]
     assert "unknown" in first.lines()[0]
+    assert "estimated 2 job(s) of unknown length;" in first.lines()[-1]  # no "0.0s +" before it
     runner.execute_plan(replace(first, jobs=first.jobs[:1]))
     second = runner.plan(entries)
     (job,) = second.jobs

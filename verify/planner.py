@@ -119,7 +119,10 @@ class Plan:
             readers = ", ".join(job.entries[:3]) + (f" +{len(job.entries) - 3} more" if len(job.entries) > 3 else "")
             lines.append(f"[{index}/{len(self.jobs)}] {job.describe()}  est. {estimate}  ({readers})")
         known, unknown = self.estimate()
-        total = format_seconds(known) + (f" + {unknown} run(s) of unknown length" if unknown else "")
+        if unknown:
+            total = (f"{format_seconds(known)} + " if known else "") + f"{unknown} job(s) of unknown length"
+        else:
+            total = format_seconds(known)
         wall = ""
         if workers > 1 and self.jobs and not unknown:
             wall = f", about {format_seconds(known / min(workers, len(self.jobs)))} of wall time on {workers} workers"
