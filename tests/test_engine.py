@@ -51,7 +51,7 @@ def broken(*, seed, device, data_dir):
 '''
 
 
-def toy_entry(claim_id, protocol="toy_engine:measure", params="{}", seeds="[1, 2, 3]"):
+def toy_entry(claim_id, protocol="toy_engine:measure", params="{}", seeds="[1, 2, 3]", extra=""):
     return f'''
 [[claim]]
 id = "{claim_id}"
@@ -70,7 +70,7 @@ params = {params}
 seeds = {seeds}
 tier = "ci"
 device = "any"
-'''
+{extra}'''
 
 
 @pytest.fixture
@@ -167,6 +167,29 @@ def test_a_new_store_estimates_from_the_reference_bundle_and_its_own_times_win(t
     other = toy(toy_entry("b", params="{ sleep = 0.2 }", seeds="[2]"))
     (own,) = runner.plan(other).jobs  # this store has timed the run now: its own time wins
     assert own.estimate == pytest.approx(0.2, abs=0.15) and not own.estimate_from_reference
+
+
+def test_plan_names_missing_inputs_and_leaves_them_out_of_the_estimate(tmp_path, toy):
+    """A job whose dataset files are absent ends `not run` at once: the plan says which file and does
+    not count it among the jobs of unknown length (a plan of CIFAR-100 rows promised hours)."""
+    entries = toy(toy_entry("needs-mnist", seeds="[1, 2]", extra='datasets = ["mnist"]')
+                  + toy_entry("needs-cifar10", params="{ sleep = 0.0 }", seeds="[1]", extra='datasets = ["cifar10"]'))
+    data = tmp_path / "data"
+    (data / "cifar10").mkdir(parents=True)
+    (data / "cifar10" / "cifar10-repacked.npz").write_bytes(b"")  # stands for the official tarball
+    runner = Runner(ResultsStore(tmp_path / "r.sqlite"), data, progress=lambda message: None, threads=1)
+    plan = runner.plan(entries)
+    assert [job.missing for job in plan.jobs] == [["mnist/train-images-idx3-ubyte.gz", "mnist/train-labels-idx1-ubyte.gz",
+                                                   "mnist/t10k-images-idx3-ubyte.gz", "mnist/t10k-labels-idx1-ubyte.gz"]] * 2 + [[]]
+    lines = plan.lines()
+    assert "input missing: mnist/train-images-idx3-ubyte.gz +3 more (python -m verify fetch-data mnist)" in lines[0]
+    assert "est. unknown" in lines[2]
+    assert "estimated 1 job(s) of unknown length; 2 job(s) whose input is missing here end `not run` at once;" in lines[-1]
+    (data / "mnist").mkdir()
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+                 "t10k-labels-idx1-ubyte.gz"):
+        (data / "mnist" / name).write_bytes(b"")  # presence is what the plan checks; the loader verifies
+    assert [job.missing for job in runner.plan(entries).jobs] == [[], [], []]
 
 
 def test_failures_reach_the_entries_that_read_them(tmp_path, toy):

@@ -142,6 +142,7 @@ def _ledger_entries(claims_dir: str):
 
 
 def _plan(args: argparse.Namespace) -> int:
+    from implementations.common.datasets import resolve_data_dir
     from verify import bundle
     from verify.runner import Runner, engine_settings, resolve_device
 
@@ -168,7 +169,7 @@ def _plan(args: argparse.Namespace) -> int:
         print("note: planning for CUDA on a machine without it: the estimates hold, but runs stored by "
               "another torch build count as pending", file=sys.stderr)
     workers, threads, seed_batching = engine_settings(device, args.workers, args.threads, args.seed_batching)
-    runner = Runner(ResultsStore(args.results), Path("."), device=device, profile=args.profile,
+    runner = Runner(ResultsStore(args.results), resolve_data_dir(args.data_dir), device=device, profile=args.profile,
                     use_cache=not args.no_cache, seed_limit=args.seeds, progress=lambda message: None,
                     threads=threads, seed_batching=seed_batching, device_name=name,
                     reference_walls=[] if args.no_bundle else bundle.reference_wall_times(Path(args.bundle)))
@@ -265,6 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--bundle", default=str(BUNDLE_DIR), help="reference bundle folder whose wall times estimate "
                       "runs this store has never timed (default results/)")
     plan.add_argument("--no-bundle", action="store_true", help="estimate from this store alone")
+    plan.add_argument("--data-dir", default=None, help="dataset folder whose missing files the plan names "
+                      "(default: $CLAIMS_DATA_DIR, else ~/.cache/claims-harness/datasets)")
     plan.set_defaults(handler=_plan)
 
     make = commands.add_parser("report", help="write the HTML report from the store and/or exported JSON files")

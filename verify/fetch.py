@@ -89,6 +89,17 @@ def select(names: Sequence[str], registry: Mapping[str, DatasetSource] | None = 
     return [registry[name] for name in dict.fromkeys(names)]
 
 
+def missing_files(names: Iterable[str], data_dir: str | os.PathLike,
+                  registry: Mapping[str, DatasetSource] | None = None) -> list[str]:
+    """Keys of the named datasets' files absent from data_dir (a file counts as present when it, or
+    one of the files that stand for it, exists). Presence only: the loaders verify checksums when they
+    read. Unknown names are left to the ledger's validation."""
+    registry = DATASETS if registry is None else registry
+    root = Path(data_dir)
+    return [file.key for name in dict.fromkeys(names) if name in registry for file in registry[name].files
+            if not any((root / key).exists() for key in (file.key, *file.alternatives))]
+
+
 def fetch(names: Sequence[str], data_dir: str | os.PathLike, *, trust_unverified: bool = False,
           torchvision_roots: Iterable[str | os.PathLike] = (), stream: TextIO | None = None,
           registry: Mapping[str, DatasetSource] | None = None,

@@ -17,7 +17,7 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping, Sequence
 
 from verify.store import ResultsStore, canonical_json
 
@@ -74,6 +74,7 @@ class Job:
     estimate: float | None = None  # seconds, from stored wall times of the same protocol
     estimate_from_same_params: bool = False  # else from runs of the protocol with other parameters
     estimate_from_reference: bool = False  # from the reference bundle's runs (another machine), not this store's
+    missing: list[str] = field(default_factory=list)  # data files it reads that are absent: it ends `not run` at once
 
     @property
     def seed_batched(self) -> bool:
@@ -99,34 +100,43 @@ class Plan:
         return sum(len(job.specs) for job in self.jobs)
 
     def estimate(self) -> tuple[float, int]:
-        """(seconds of the jobs with an estimate, number of jobs without one)."""
-        known = [job.estimate for job in self.jobs if job.estimate is not None]
-        return sum(known), len(self.jobs) - len(known)
+        """(seconds of the jobs with an estimate, number of jobs without one), leaving out the jobs
+        whose input is missing (they take no time)."""
+        runnable = [job for job in self.jobs if not job.missing]
+        known = [job.estimate for job in runnable if job.estimate is not None]
+        return sum(known), len(runnable) - len(known)
 
     def lines(self, workers: int = 1) -> list[str]:
         """The plan as a person reads it: one line per pending job, then the totals."""
         lines = []
         for index, job in enumerate(self.jobs, 1):
-            if job.estimate is None:
-                estimate = "unknown"
+            if job.missing:
+                more = f" +{len(job.missing) - 1} more" if len(job.missing) > 1 else ""
+                names = " ".join(dict.fromkeys(key.split("/", 1)[0] for key in job.missing))
+                estimate = f"input missing: {job.missing[0]}{more} (python -m verify fetch-data {names})"
+            elif job.estimate is None:
+                estimate = "est. unknown"
             elif job.estimate_from_reference:
                 other = "" if job.estimate_from_same_params else ", other parameters"
-                estimate = f"~{format_seconds(job.estimate)} (reference bundle{other})"
+                estimate = f"est. ~{format_seconds(job.estimate)} (reference bundle{other})"
             elif job.estimate_from_same_params:
-                estimate = format_seconds(job.estimate)
+                estimate = f"est. {format_seconds(job.estimate)}"
             else:
-                estimate = f"~{format_seconds(job.estimate)} (from other parameters)"
+                estimate = f"est. ~{format_seconds(job.estimate)} (from other parameters)"
             readers = ", ".join(job.entries[:3]) + (f" +{len(job.entries) - 3} more" if len(job.entries) > 3 else "")
-            lines.append(f"[{index}/{len(self.jobs)}] {job.describe()}  est. {estimate}  ({readers})")
+            lines.append(f"[{index}/{len(self.jobs)}] {job.describe()}  {estimate}  ({readers})")
         known, unknown = self.estimate()
         if unknown:
             total = (f"{format_seconds(known)} + " if known else "") + f"{unknown} job(s) of unknown length"
         else:
             total = format_seconds(known)
+        runnable = sum(1 for job in self.jobs if not job.missing)
         wall = ""
-        if workers > 1 and self.jobs and not unknown:
-            wall = f", about {format_seconds(known / min(workers, len(self.jobs)))} of wall time on {workers} workers"
-        lines.append(f"pending: {self.pending_runs} run(s) in {len(self.jobs)} job(s), estimated {total}{wall}; "
+        if workers > 1 and runnable and not unknown:
+            wall = f", about {format_seconds(known / min(workers, runnable))} of wall time on {workers} workers"
+        missing = len(self.jobs) - runnable
+        missing = f"; {missing} job(s) whose input is missing here end `not run` at once" if missing else ""
+        lines.append(f"pending: {self.pending_runs} run(s) in {len(self.jobs)} job(s), estimated {total}{wall}{missing}; "
                      f"already stored: {self.cached}; entries needing no run here: {len(self.skipped)}")
         if self.other_threads:
             threads, count = max(self.other_threads.items(), key=lambda item: (item[1], -item[0]))
@@ -176,7 +186,8 @@ class WallTimes:
 
 def build_plan(needs: Iterable[tuple[str, list[RunSpec] | str]], store: ResultsStore, *,
                skip_stored: bool = True, done: Iterable[str] = (), longest_first: bool = False,
-               reference_walls: Iterable[tuple[str, Any, str, float]] = ()) -> Plan:
+               reference_walls: Iterable[tuple[str, Any, str, float]] = (),
+               missing: Mapping[str, Sequence[str]] | None = None) -> Plan:
     """Plan the runs that `needs` lists: (entry id, its run specs) or (entry id, reason it needs none).
 
     skip_stored: leave out runs the store holds (False for --no-cache: every run once, deduplicated).
@@ -185,6 +196,7 @@ def build_plan(needs: Iterable[tuple[str, list[RunSpec] | str]], store: ResultsS
     wall time of a parallel executor; otherwise jobs follow the entries' order.
     reference_walls: (protocol, params, device, wall seconds) of the reference bundle's runs, for
     estimates where this store has none (a new user's first --plan).
+    missing: entry id -> the data files it reads that are absent here; its jobs carry them.
     """
     readers: dict[str, list[str]] = {}
     specs: dict[str, RunSpec] = {}
@@ -216,6 +228,7 @@ def build_plan(needs: Iterable[tuple[str, list[RunSpec] | str]], store: ResultsS
                 batches[spec.group] = job
         job.entries.extend(entry for entry in readers[spec.key] if entry not in job.entries)
     for job in jobs:
+        job.missing = list(dict.fromkeys(key for entry in job.entries for key in (missing or {}).get(entry, ())))
         estimates = [walls.estimate(spec) for spec in job.specs]
         seconds = [estimate for estimate, _, _ in estimates]
         job.estimate = None if None in seconds else sum(seconds)

@@ -204,12 +204,17 @@ class Runner:
 
     def plan(self, entries: Iterable[Entry], *, longest_first: bool = False) -> Plan:
         """The runs these entries need that are neither stored (unless --no-cache) nor run this session."""
-        needs = []
+        from verify.fetch import missing_files
+
+        needs, missing, absent = [], {}, {}
         for entry in entries:
             reason = self.skip_reason(entry)
             needs.append((entry.id, reason if reason else [self.spec(entry, seed) for seed in self.seeds_for(entry)]))
+            if entry.datasets not in absent:
+                absent[entry.datasets] = missing_files(entry.datasets, self.data_dir)
+            missing[entry.id] = absent[entry.datasets]
         return build_plan(needs, self.store, skip_stored=self.use_cache, done=self.executed | set(self.failures),
-                          longest_first=longest_first, reference_walls=self.reference_walls)
+                          longest_first=longest_first, reference_walls=self.reference_walls, missing=missing)
 
     def execute_plan(self, plan: Plan, executor: Executor | None = None, workers: int = 1) -> None:
         """Run the plan's jobs; the store receives each run as its job finishes (so a killed session
