@@ -435,3 +435,17 @@ def test_progress_takes_its_pace_from_runs_that_ran_not_from_refusals():
     progress.done(jobs[2], "done", 12.0)
     progress.done(jobs[3], "done", 12.0)
     assert "all done in" in lines[-1]
+
+
+def test_progress_counts_jobs_whose_input_is_missing_as_no_time():
+    from types import SimpleNamespace
+
+    from verify.executors import Progress
+    from verify.planner import Job
+
+    spec = SimpleNamespace(describe=lambda: "run")
+    jobs = [Job([spec], missing=["cifar100/cifar-100-python.tar.gz"]), Job([spec], estimate=60.0), Job([spec], estimate=60.0)]
+    lines: list[str] = []
+    progress = Progress(jobs, workers=1, write=lines.append)
+    progress.done(jobs[0], "not run: cifar100/cifar-100-python.tar.gz is missing")
+    assert lines[-1].endswith("(~2m00s left)")

@@ -316,8 +316,9 @@ class Progress:
     def __init__(self, jobs: list[Job], workers: int, write: Callable[[str], None]):
         self.total = len(jobs)
         self.workers = max(1, min(workers, self.total or 1))
-        self.remaining_estimate = sum(job.estimate or 0.0 for job in jobs)
-        self.unknown = sum(job.estimate is None for job in jobs)
+        # a job whose input is missing ends at once: it counts as no time, known
+        self.remaining_estimate = sum(job.estimate or 0.0 for job in jobs if not job.missing)
+        self.unknown = sum(job.estimate is None and not job.missing for job in jobs)
         self.finished = 0
         self.ran = 0  # jobs that ran to completion; a job refused at once (missing input) says nothing of pace
         self.started = time.perf_counter()
@@ -326,8 +327,8 @@ class Progress:
     def done(self, job: Job, outcome: str, seconds: float | None = None) -> None:
         self.finished += 1
         self.ran += seconds is not None
-        self.remaining_estimate -= job.estimate or 0.0
-        self.unknown -= job.estimate is None
+        self.remaining_estimate -= 0.0 if job.missing else job.estimate or 0.0
+        self.unknown -= job.estimate is None and not job.missing
         elapsed = time.perf_counter() - self.started
         left = self.total - self.finished
         if left == 0:
