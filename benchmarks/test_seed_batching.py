@@ -20,7 +20,7 @@ import torch
 
 from implementations.common.datasets import DatasetMissing, load_mnist, resolve_data_dir
 from implementations.common.seeding import seed_everything
-from implementations.sparse_synapses.batched import permuted_mnist_mlp_seeds
+from implementations.sparse_synapses.seed_batched import permuted_mnist_mlp_seeds
 from implementations.sparse_synapses.protocols import permuted_mnist_mlp
 
 SEEDS = (0, 1, 2, 3, 4)

@@ -22,6 +22,7 @@ def tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "alpha/protocols.py": "from implementations.alpha.model import *\n\ndef run(seed, device):\n"
                               "    from .extra import helper  # a lazy import counts too\n    return {}\n",
         "alpha/extra.py": "def helper():\n    return 1\n",
+        "alpha/seed_batched.py": "from implementations.alpha import protocols\n\nFORMS = {}\n",
         "beta/__init__.py": "",
         "beta/protocols.py": "from implementations.common import unused\n",
     }
@@ -53,3 +54,21 @@ def test_an_edit_the_protocol_can_reach_changes_its_version(tree: Path, edit: st
 def test_an_edit_elsewhere_leaves_its_version(tree: Path, edit: str) -> None:
     before = version(tree)
     assert version(tree, edit) == before
+
+
+def test_a_batched_form_changes_only_the_batched_version(tree: Path) -> None:
+    protocol = "implementations.alpha.protocols:run"
+    sequential, batched = runner.code_version(protocol), runner.code_version(protocol, seed_batched=True)
+    assert sequential != batched
+    path = tree / "alpha/seed_batched.py"
+    path.write_text(path.read_text() + "# edited\n")
+    runner.code_version.cache_clear()
+    assert runner.code_version(protocol) == sequential
+    assert runner.code_version(protocol, seed_batched=True) != batched
+    assert version(tree, "alpha/model.py") != sequential  # the protocol's own closure: both move
+    assert runner.code_version(protocol, seed_batched=True) != batched
+
+
+def test_a_protocol_without_a_companion_has_no_batched_version(tree: Path) -> None:
+    with pytest.raises(LookupError):
+        runner.code_version("implementations.beta.protocols:run", seed_batched=True)

@@ -254,14 +254,21 @@ def test_a_dying_worker_loses_only_its_own_run(tmp_path, toy, executor):
     assert [spec.seed for job in after.jobs for spec in job.specs] == [2]
 
 
-def test_plan_groups_seed_batched_protocols(tmp_path, toy, monkeypatch):
-    entries = toy(toy_entry("a", seeds="[1, 2, 3]") + toy_entry("b", seeds="[3, 4]"))
-    import toy_engine
-
-    def measure_seeds(*, seeds, device, data_dir, **params):
-        return [toy_engine.measure(seed=seed, device=device, data_dir=data_dir, **params) for seed in seeds]
-
-    monkeypatch.setattr(toy_engine.measure, "seed_batched", measure_seeds, raising=False)
+def test_plan_groups_seed_batched_protocols(tmp_path, toy):
+    """The batched form is found in the `seed_batched` module beside the protocols (`FORMS`)."""
+    package = tmp_path / "toy_batching"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "protocols.py").write_text(TOY)
+    (package / "seed_batched.py").write_text(
+        "from toy_batching.protocols import measure\n\n"
+        "def measure_seeds(*, seeds, device, data_dir, **params):\n"
+        "    return [measure(seed=seed, device=device, data_dir=data_dir, **params) for seed in seeds]\n\n"
+        "FORMS = {'toy_batching.protocols:measure': measure_seeds}\n")
+    protocol = "toy_batching.protocols:measure"
+    entries = toy(toy_entry("a", protocol, seeds="[1, 2, 3]") + toy_entry("b", protocol, seeds="[3, 4]"))
+    assert make_runner(tmp_path / "s.sqlite", seed_batching=True).plan(
+        toy(toy_entry("a", seeds="[1, 2]"))).jobs[0].seed_batched is False  # a top-level module: no form
     batched = make_runner(tmp_path / "b.sqlite", seed_batching=True)
     plan = batched.plan(entries)
     (job,) = plan.jobs

@@ -1,4 +1,4 @@
-"""Seed-batched Permuted MNIST MLP (`implementations/sparse_synapses/batched.py`) against the sequential protocol.
+"""Seed-batched Permuted MNIST MLP (`implementations/sparse_synapses/seed_batched.py`) against the sequential protocol.
 
 Each seed of a batched run must give what `permuted_mnist_mlp(seed=s)` gives after the runner's
 `seed_everything(s)`: the same accuracy matrices and every other output within 1e-5 (timings aside).
@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from implementations.common.datasets import DatasetMissing, load_mnist, resolve_data_dir
 from implementations.common.seeding import seed_everything
-from implementations.sparse_synapses.batched import permuted_mnist_mlp_seeds
+from implementations.sparse_synapses.seed_batched import permuted_mnist_mlp_seeds
 from implementations.sparse_synapses.protocols import ARMS, permuted_mnist_mlp
 
 TOLERANCE = 1e-5
@@ -124,8 +124,17 @@ def test_timings_are_the_batch_time_shared_by_the_seeds(data_dir):
         assert runs[0][f"{arm}_seconds"] == runs[1][f"{arm}_seconds"] > 0
 
 
-def test_the_engine_finds_it_on_the_protocol():
-    assert permuted_mnist_mlp.seed_batched is permuted_mnist_mlp_seeds
+def test_the_engine_finds_it_beside_the_protocol_and_sequential_runs_never_cover_it():
+    from verify.executors import seed_batched_form
+    from verify.runner import _imported_modules, code_version
+
+    protocol = "implementations.sparse_synapses.protocols:permuted_mnist_mlp"
+    assert seed_batched_form(protocol) is permuted_mnist_mlp_seeds
+    assert code_version(protocol) != code_version(protocol, seed_batched=True)
+    import implementations.sparse_synapses.protocols as module
+    from pathlib import Path
+    assert "implementations.sparse_synapses.seed_batched" not in _imported_modules(
+        Path(module.__file__), "implementations.sparse_synapses.protocols")
 
 
 def test_parameters_are_checked_as_the_sequential_protocol_checks_them(data_dir):

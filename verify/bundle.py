@@ -129,12 +129,14 @@ def mark_stale(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
     marked = []
     for record in records:
-        try:
-            current = code_version(record["protocol"])
-        except (LookupError, ImportError, SyntaxError, ValueError):
-            current = None
+        current = set()
+        for seed_batched in (False, True):  # a record measured from seed-batched runs carries their version
+            try:
+                current.add(code_version(record["protocol"], seed_batched))
+            except (LookupError, ImportError, SyntaxError, ValueError):
+                pass
         # Only a measurement can be stale; `not run` says nothing measured, by any code.
-        marked.append({**record, "stale": record["verdict"] != "not run" and current != record["code_version"]})
+        marked.append({**record, "stale": record["verdict"] != "not run" and record["code_version"] not in current})
     return marked
 
 
@@ -249,7 +251,7 @@ def audit(path: Path, entries: list[Entry], *, rerun_seconds: float = 0.0, salt:
     here = device_name("cpu")
     candidates = [run for run in runs if run.device in ("cpu", ANY_DEVICE)]
     for run in sample(candidates, rerun_seconds, salt):
-        if run.torch_version != torch.__version__ or run.code_version != code_version(run.protocol):
+        if run.torch_version != torch.__version__ or run.code_version != code_version(run.protocol, run.seed_batched):
             result.skipped.append(f"{run.protocol} seed {run.seed}: recorded with torch {run.torch_version}, code "
                                   f"{run.code_version} (not this machine's)")
             continue

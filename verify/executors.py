@@ -9,6 +9,7 @@ only the job it held, which stays pending for the next session.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import multiprocessing
 import os
 import platform
@@ -51,9 +52,40 @@ def resolve_protocol(name: str) -> Callable[..., dict[str, Any]]:
         raise LookupError(f"protocol {name!r}: module {module_name} has no function {function_name!r}") from None
 
 
+SEED_BATCHED_MODULE = "seed_batched"  # the companion module of a package's protocols
+
+
+def seed_batched_module(protocol: str) -> str | None:
+    """The module that may hold the seed-batched form of `pkg.module:function`: `pkg.seed_batched`
+    beside it (None for a top-level module)."""
+    module = protocol.split(":", 1)[0]
+    return f"{module.rsplit('.', 1)[0]}.{SEED_BATCHED_MODULE}" if "." in module else None
+
+
+def seed_batched_form(protocol: str) -> Callable[..., list[dict[str, Any]]] | None:
+    """The protocol's seed-batched form (same outputs per seed as the protocol, for several seeds in
+    one pass): `FORMS[protocol]` in its companion module (`seed_batched_module`), else None.
+
+    The form lives outside the protocol's own module on purpose: a sequential run's code version is
+    the protocol's import closure, which then never contains batched code, so adding or changing a
+    batched form leaves every sequential run current (batched runs hash both closures).
+    """
+    companion = seed_batched_module(protocol)
+    if companion is None or importlib.util.find_spec(companion.rsplit(".", 1)[0]) is None:
+        return None
+    try:
+        module = importlib.import_module(companion)
+    except ModuleNotFoundError as error:
+        if error.name != companion:
+            raise
+        return None
+    form = getattr(module, "FORMS", {}).get(protocol)
+    return form if callable(form) else None
+
+
 def can_batch_seeds(protocol: str) -> bool:
-    """Whether the protocol offers a seed-batched form (a `seed_batched` attribute, same outputs per seed)."""
-    return callable(getattr(resolve_protocol(protocol), "seed_batched", None))
+    """Whether the protocol offers a seed-batched form (`seed_batched_form`)."""
+    return seed_batched_form(protocol) is not None
 
 
 def is_device_independent(protocol: str) -> bool:
@@ -98,10 +130,14 @@ def execute_job(specs: list[RunSpec], data_dir: Path | str) -> list[Run]:
     seeding.seed_everything(first.seed)
     started = time.perf_counter()
     if first.seed_batched:
-        results = protocol.seed_batched(seeds=[spec.seed for spec in specs], device=device,
-                                        data_dir=Path(data_dir), **first.params)
+        batched = seed_batched_form(first.protocol)
+        if batched is None:
+            raise LookupError(f"protocol {first.protocol} has no seed-batched form in "
+                              f"{seed_batched_module(first.protocol)}.FORMS")
+        results = batched(seeds=[spec.seed for spec in specs], device=device, data_dir=Path(data_dir),
+                          **first.params)
         if not isinstance(results, list) or len(results) != len(specs):
-            raise ProtocolOutputError(f"protocol {first.protocol}: seed_batched returned "
+            raise ProtocolOutputError(f"protocol {first.protocol}: its seed-batched form returned "
                                       f"{type(results).__name__}, not a list of {len(specs)} outputs")
     else:
         results = [protocol(seed=first.seed, device=device, data_dir=Path(data_dir), **first.params)]

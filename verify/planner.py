@@ -6,8 +6,8 @@ together with other seeds), and the plan holds each identity once. What the stor
 subtracted, so executing the plan does exactly the missing work; verdicts are computed from the store
 afterwards, whichever executor ran the plan.
 
-Runs of a protocol that can train several seeds at once (a `seed_batched` attribute on the protocol
-function) are grouped into one job per (protocol, parameters, device) when seed batching is on.
+Runs of a protocol that can train several seeds at once (a form in the `seed_batched` module beside
+it: `executors.seed_batched_form`) are grouped into one job per (protocol, parameters, device) when seed batching is on.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ import torch
 
 from verify import metrics
 from verify.executors import (Executor, Progress, SequentialExecutor, can_batch_seeds, default_workers,
-                              device_name, is_device_independent)
+                              device_name, is_device_independent, seed_batched_module)
 from verify.ledger import Entry, default_seeds_dir, document_provenance
 from verify.planner import ANY_DEVICE, Job, Plan, RunSpec, build_plan
 from verify.store import ResultsStore, Run, now_iso
@@ -93,25 +93,34 @@ def _imported_modules(path: Path, name: str) -> set[str]:
 
 
 @lru_cache(maxsize=None)
-def code_version(protocol: str) -> str:
+def code_version(protocol: str, seed_batched: bool = False) -> str:
     """SHA-256 of the source the protocol can reach: its module and every module under
-    implementations/ it imports, transitively (found by reading the import statements).
+    implementations/ it imports, transitively (found by reading the import statements). A seed-batched
+    run executes the companion module's form too (`executors.seed_batched_module`): its version
+    covers both closures, while a sequential run's never depends on batched code.
 
     Content-addressed rather than a git commit, so a cached run is invalidated exactly when the code
     it ran changes (and only then: an edit to another system or an unused shared module leaves it
     current), and an uncommitted edit is never mistaken for the committed code. A protocol outside
     implementations/ (a test's toy module) is hashed as its own file.
     """
-    module = protocol.split(":", 1)[0]
-    parts = module.split(".")
-    pending, files = [".".join(parts[:i]) for i in range(1, len(parts) + 1)], {}
+    roots = [protocol.split(":", 1)[0]]
+    if seed_batched:
+        companion = seed_batched_module(protocol)
+        if companion is None:
+            raise LookupError(f"protocol {protocol!r} is a top-level module: it has no seed-batched form")
+        roots.append(companion)
+    pending, files = [".".join(root.split(".")[:i]) for root in roots for i in range(1, root.count(".") + 2)], {}
     while pending:
         name = pending.pop()
         if name in files:
             continue
         path = _module_file(name)
-        if path is None and name == module:
-            spec = importlib.util.find_spec(name)
+        if path is None and name in roots:
+            try:
+                spec = importlib.util.find_spec(name)
+            except ModuleNotFoundError:  # its package cannot be imported
+                spec = None
             if spec is None or spec.origin is None:
                 raise LookupError(f"protocol module {name!r} cannot be found")
             path = Path(spec.origin)
@@ -183,8 +192,8 @@ class Runner:
         if self.device_name is None:
             self.device_name = device_name(self.device)
 
-    def code_version(self, protocol: str) -> str:
-        return self.code_versions.get(protocol) or code_version(protocol)
+    def code_version(self, protocol: str, seed_batched: bool = False) -> str:
+        return self.code_versions.get(protocol) or code_version(protocol, seed_batched)
 
     def seeds_for(self, entry: Entry) -> tuple[int, ...]:
         seeds = entry.seeds if entry.runs_full_protocol(self.profile) else entry.seeds[:SMOKE_SEEDS]
@@ -196,11 +205,15 @@ class Runner:
             return "needs a CUDA device: run with --device cuda, or on CPU with --profile full"
         return None
 
+    def batched(self, entry: Entry) -> bool:
+        """Whether this runner trains the entry's seeds together."""
+        return self.seed_batching and can_batch_seeds(entry.protocol)
+
     def spec(self, entry: Entry, seed: int) -> RunSpec:
-        batched = self.seed_batching and can_batch_seeds(entry.protocol)
+        batched = self.batched(entry)
         device = ANY_DEVICE if is_device_independent(entry.protocol) else self.device
         return RunSpec(entry.protocol, entry.params_for(self.profile), seed, device, self.torch_version,
-                       self.code_version(entry.protocol), self.threads, batched)
+                       self.code_version(entry.protocol, batched), self.threads, batched)
 
     def plan(self, entries: Iterable[Entry], *, longest_first: bool = False) -> Plan:
         """The runs these entries need that are neither stored (unless --no-cache) nor run this session."""
@@ -296,7 +309,7 @@ class Runner:
             "device": self.device,
             "device_name": self.device_name,
             "torch_version": self.torch_version,
-            "code_version": self.code_version(entry.protocol),
+            "code_version": self.code_version(entry.protocol, self.batched(entry)),
             "environment": dict(run_environment()),
             "run_keys": [run.run_key for run in runs],
             "device_independent": is_device_independent(entry.protocol),

@@ -457,6 +457,3 @@ def icifar_task_incremental(*, seed: int, device: str, data_dir: pathlib.Path, d
                              trained=_trained_parameters(heads)))
     return outputs
 
-
-from implementations.sparse_synapses.batched import permuted_mnist_mlp_seeds  # noqa: E402  batched imports protocols lazily
-permuted_mnist_mlp.seed_batched = permuted_mnist_mlp_seeds

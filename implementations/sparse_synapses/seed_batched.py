@@ -1,5 +1,8 @@
 """`permuted_mnist_mlp` for several seeds in one pass, every seed's state stacked along a leading dimension.
 
+The package's seed-batched forms (`FORMS`, protocol -> form), found by the runner beside the protocols:
+protocols.py never imports this module, so a sequential run's code version never covers batched code.
+
 Why: on a GPU one SGD step of these small MLPs is bound by kernel launches (about 1.5 ms per step of a
 784-4000-10 MLP on an H200, microseconds of arithmetic), so stepping S seeds with the launches of one
 is what makes 5+ seeds affordable. On a few CPU cores it does not pay: the arithmetic dominates there.
@@ -47,6 +50,7 @@ from torch import nn
 
 from implementations.common.models import count_parameters
 from implementations.common.seeding import torch_generator
+from implementations.sparse_synapses import protocols
 from implementations.sparse_synapses.kwinners import KWinners, winners_mask
 from implementations.sparse_synapses.models import SparseMLP
 from implementations.sparse_synapses.sparse_weights import SparseWeights, nonzero_parameter_count, rezero_weights
@@ -275,8 +279,6 @@ def permuted_mnist_mlp_seeds(*, seeds: Sequence[int], device: str, data_dir: pat
     `<arm>_seconds` is the arm's batched wall time (training and the accuracy matrix, as in the
     sequential run) divided by the number of seeds.
     """
-    # Imported here: protocols.py attaches this function to permuted_mnist_mlp when it is imported.
-    from implementations.sparse_synapses import protocols
 
     # The sequential protocol's defaults, and its TypeError for an unknown parameter.
     arguments = inspect.signature(protocols.permuted_mnist_mlp).bind_partial(**params)
@@ -338,3 +340,6 @@ def permuted_mnist_mlp_seeds(*, seeds: Sequence[int], device: str, data_dir: pat
                 seed_outputs["kwinners_weight_mask_final_average_accuracy"]
                 - seed_outputs["dense_matched_nonzero_final_average_accuracy"])
     return outputs
+
+
+FORMS = {"implementations.sparse_synapses.protocols:permuted_mnist_mlp": permuted_mnist_mlp_seeds}
