@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from implementations.common.datasets import DatasetMissing, load_mnist, resolve_data_dir
 from implementations.common.seeding import seed_everything
-from implementations.sparse_synapses.seed_batched import permuted_mnist_mlp_seeds
-from implementations.sparse_synapses.protocols import ARMS, permuted_mnist_mlp
+from implementations.sparse_synapses.protocols import ARMS, permuted_mnist_mlp, permuted_mnist_mlp_tuned_lr
+from implementations.sparse_synapses.seed_batched import permuted_mnist_mlp_seeds, permuted_mnist_mlp_tuned_lr_seeds
 
 TOLERANCE = 1e-5
 SMALL = dict(arms=list(ARMS), hidden_units=16, hidden_layers=1, percent_on_fc=0.125, n_tasks=2, epochs=2,
@@ -130,6 +130,7 @@ def test_the_engine_finds_it_beside_the_protocol_and_sequential_runs_never_cover
 
     protocol = "implementations.sparse_synapses.protocols:permuted_mnist_mlp"
     assert seed_batched_form(protocol) is permuted_mnist_mlp_seeds
+    assert seed_batched_form(protocol + "_tuned_lr") is permuted_mnist_mlp_tuned_lr_seeds
     assert code_version(protocol) != code_version(protocol, seed_batched=True)
     import implementations.sparse_synapses.protocols as module
     from pathlib import Path
@@ -153,3 +154,39 @@ def test_on_cuda_every_seed_of_a_batch_is_its_sequential_run(data_dir):
     """cuBLAS picks kernels per shape and batch count, so CUDA equality is checked, not assumed."""
     params = {**SMALL, "hidden_layers": 2, "mask_behaviour": "2019"}
     assert_same_runs(batched([0, 1, 2], data_dir, "cuda", **params), sequential([0, 1, 2], data_dir, "cuda", **params))
+
+
+@st.composite
+def small_searches(draw) -> dict:
+    """The learning-rate search at a few dozen images: grid, arms and the switches it passes on."""
+    hidden_units = draw(st.sampled_from([8, 16]))
+    rates = draw(st.lists(st.sampled_from([0.1, 0.03, 0.01]), min_size=1, max_size=3, unique=True))
+    momentum = draw(st.sampled_from([0.0, 0.9]))
+    return dict(
+        arms=["dense", *draw(st.lists(st.sampled_from(ARMS[1:5]), max_size=2, unique=True))],
+        learning_rates=rates, shared_lr=draw(st.sampled_from(rates)), validation_size=draw(st.integers(8, 24)),
+        hidden_units=hidden_units, hidden_layers=draw(st.integers(1, 2)),
+        percent_on_fc=draw(st.integers(1, 3)) / hidden_units, boost_strength=draw(st.sampled_from([0.0, 1.0])),
+        duty_cycle_period=draw(st.sampled_from([50, 1000])), n_tasks=draw(st.integers(1, 3)),
+        epochs=draw(st.integers(1, 2)), batch_size=draw(st.integers(8, 32)), momentum=momentum,
+        nesterov=momentum > 0 and draw(st.booleans()), weight_decay=draw(st.sampled_from([0.0, 1e-4])),
+        dropout=draw(st.sampled_from([0.0, 0.5])), train_size=draw(st.integers(40, 90)),
+        test_size=draw(st.integers(10, 40)))
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seeds=st.lists(st.integers(0, 10_000), min_size=1, max_size=3, unique=True), params=small_searches())
+def test_every_seed_of_a_batched_search_is_its_sequential_search(data_dir, seeds, params):
+    seed_everything(12_345)
+    got = permuted_mnist_mlp_tuned_lr_seeds(seeds=seeds, device="cpu", data_dir=data_dir, **params)
+    expected = []
+    for seed in seeds:
+        seed_everything(seed)
+        expected.append(permuted_mnist_mlp_tuned_lr(seed=seed, device="cpu", data_dir=data_dir, **params))
+    assert got == expected  # no timings in these outputs: every value bitwise, on one thread
+
+
+def test_a_batched_search_checks_its_grid_as_the_sequential_one(data_dir):
+    with pytest.raises(ValueError, match="shared_lr 0.5 must be one of the learning_rates"):
+        permuted_mnist_mlp_tuned_lr_seeds(seeds=[0], device="cpu", data_dir=data_dir, learning_rates=[0.1],
+                                          shared_lr=0.5)

@@ -233,16 +233,20 @@ def _accuracy_rows(net: nn.Sequential, test_sets: Sequence[tuple[torch.Tensor, t
     return [[count / size for count, size in zip(row, sizes)] for row in correct.tolist()]
 
 
-def _train_and_test(net: nn.Sequential, optimizer: torch.optim.Optimizer, seed_tasks, seeds: Sequence[int],
-                    dropout_streams: Sequence[_DropoutStream], *, epochs: int, batch_size: int,
-                    device: torch.device) -> list[list[list[float]]]:
-    """run_stream for every seed at once; returns each seed's accuracy matrix."""
+def _stacked(same_task_lists) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per task, every seed's test images and labels stacked along dimension 0."""
+    return [(torch.stack([task.x_test for task in same_task]), torch.stack([task.y_test for task in same_task]))
+            for same_task in zip(*same_task_lists)]
+
+
+def _train(net: nn.Sequential, optimizer: torch.optim.Optimizer, seed_tasks, seeds: Sequence[int],
+           dropout_streams: Sequence[_DropoutStream], *, epochs: int, batch_size: int, device: torch.device,
+           after_task=None) -> None:
+    """train_task over the stream for every seed at once (each seed's batch order from its own
+    generator, as run_stream and the tuned-rate search draw it); `after_task()` after each task."""
     generators = [torch_generator(seed) for seed in seeds]
     dropouts = [layer for layer in net if isinstance(layer, _ReplayedDropout)]
-    test_sets = [(torch.stack([task.x_test for task in same_task]), torch.stack([task.y_test for task in same_task]))
-                 for same_task in zip(*seed_tasks)]
     seed_rows = torch.arange(len(seeds), device=device).unsqueeze(1)
-    matrices: list[list[list[float]]] = [[] for _ in seeds]
     net.train()
     for task_index in range(len(seed_tasks[0])):
         x_train = torch.stack([tasks[task_index].x_train for tasks in seed_tasks])
@@ -267,9 +271,34 @@ def _train_and_test(net: nn.Sequential, optimizer: torch.optim.Optimizer, seed_t
                 loss.backward()
                 optimizer.step()
                 rezero_weights(net)  # SparseSynapses.after_step
+        if after_task is not None:
+            after_task()
+
+
+def _train_and_test(net: nn.Sequential, optimizer: torch.optim.Optimizer, seed_tasks, seeds: Sequence[int],
+                    dropout_streams: Sequence[_DropoutStream], *, epochs: int, batch_size: int,
+                    device: torch.device) -> list[list[list[float]]]:
+    """run_stream for every seed at once; returns each seed's accuracy matrix."""
+    test_sets = _stacked(seed_tasks)
+    matrices: list[list[list[float]]] = [[] for _ in seeds]
+
+    def record_row() -> None:
         for matrix, row in zip(matrices, _accuracy_rows(net, test_sets)):
             matrix.append(row)
+
+    _train(net, optimizer, seed_tasks, seeds, dropout_streams, epochs=epochs, batch_size=batch_size, device=device,
+           after_task=record_row)
     return matrices
+
+
+def _stacked_models(arm: str, config, seeds: Sequence[int], device: str, **shape) -> tuple[list, list]:
+    """Each seed's model as the protocol builds it, and its dropout stream captured right after."""
+    models, dropout_streams = [], []
+    for seed in seeds:
+        models.append(protocols._permuted_model(arm, config, architecture="mlp", conv_channels=(), fc_units=0,
+                                                seed=seed, device=device, **shape))
+        dropout_streams.append(_DropoutStream(torch.device(device)))
+    return models, dropout_streams
 
 
 def permuted_mnist_mlp_seeds(*, seeds: Sequence[int], device: str, data_dir: pathlib.Path, **params) -> list[dict]:
@@ -305,14 +334,9 @@ def permuted_mnist_mlp_seeds(*, seeds: Sequence[int], device: str, data_dir: pat
             k_inference_factor=settings["k_inference_factor"], boost_strength=settings["boost_strength"],
             boost_strength_factor=settings["boost_strength_factor"], duty_cycle_period=settings["duty_cycle_period"],
             mask_behaviour=settings["mask_behaviour"])
-        models, dropout_streams = [], []
-        for seed in seeds:
-            models.append(protocols._permuted_model(
-                arm, config, architecture="mlp", hidden_units=settings["hidden_units"],
-                hidden_layers=settings["hidden_layers"], conv_channels=(), fc_units=0,
-                weight_density_fc=settings["weight_density_fc"], seed=seed, device=device,
-                dropout=settings["dropout"]))
-            dropout_streams.append(_DropoutStream(torch_device))
+        models, dropout_streams = _stacked_models(
+            arm, config, seeds, device, hidden_units=settings["hidden_units"], hidden_layers=settings["hidden_layers"],
+            weight_density_fc=settings["weight_density_fc"], dropout=settings["dropout"])
         started = time.perf_counter()
         net = _seed_batched_mlp(models)
         # One SGD over the stacked tensors, built once for all tasks: its update is elementwise.
@@ -342,4 +366,71 @@ def permuted_mnist_mlp_seeds(*, seeds: Sequence[int], device: str, data_dir: pat
     return outputs
 
 
-FORMS = {"implementations.sparse_synapses.protocols:permuted_mnist_mlp": permuted_mnist_mlp_seeds}
+def permuted_mnist_mlp_tuned_lr_seeds(*, seeds: Sequence[int], device: str, data_dir: pathlib.Path,
+                                     **params) -> list[dict]:
+    """Same outputs as [permuted_mnist_mlp_tuned_lr(seed=s, device=device, data_dir=data_dir, **params)
+    for s in seeds]: each (arm, learning rate) of the search trains all seeds in one pass, then scores
+    them on the validation and test tasks once, at the end of the stream, as the sequential search does."""
+    arguments = inspect.signature(protocols.permuted_mnist_mlp_tuned_lr).bind_partial(**params)
+    arguments.apply_defaults()
+    settings = arguments.arguments
+    learning_rates, shared_lr = settings["learning_rates"], settings["shared_lr"]
+    if shared_lr not in learning_rates:
+        raise ValueError(f"shared_lr {shared_lr} must be one of the learning_rates {list(learning_rates)}")
+    if not seeds:
+        return []
+    torch_device = torch.device(device)
+    seed_tasks, seed_validation, outputs = [], [], []
+    for seed in seeds:
+        tasks, validation_tasks, files = protocols._permuted_tasks(
+            data_dir, seed, device, settings["n_tasks"], settings["train_size"], settings["test_size"],
+            settings["validation_size"])
+        seed_tasks.append(tasks)
+        seed_validation.append(validation_tasks)
+        outputs.append({"dataset_files": files, "learning_rates": list(learning_rates),
+                        "train_images_per_task": len(tasks[0].y_train)})
+    test_sets, validation_sets = _stacked(seed_tasks), _stacked(seed_validation)
+    arms = settings["arms"]
+    for arm in arms:
+        # What permuted_mnist_mlp_tuned_lr builds for each arm.
+        config = protocols.arm_config(
+            arm, architecture="mlp", percent_on_fc=settings["percent_on_fc"], percent_on_conv=0.1,
+            weight_density_fc=0.1, weight_density_conv=None, k_inference_factor=1.0,
+            boost_strength=settings["boost_strength"], boost_strength_factor=1.0,
+            duty_cycle_period=settings["duty_cycle_period"], mask_behaviour="rezero_after_step")
+        validation_scores: list[list[float]] = [[] for _ in seeds]
+        test_scores: list[list[float]] = [[] for _ in seeds]
+        for lr in learning_rates:
+            models, dropout_streams = _stacked_models(
+                arm, config, seeds, device, hidden_units=settings["hidden_units"],
+                hidden_layers=settings["hidden_layers"], weight_density_fc=0.1, dropout=settings["dropout"])
+            net = _seed_batched_mlp(models)
+            optimizer = make_sgd(lr=lr, momentum=settings["momentum"], nesterov=settings["nesterov"],
+                                 weight_decay=settings["weight_decay"])(net, 0)
+            _train(net, optimizer, seed_tasks, seeds, dropout_streams, epochs=settings["epochs"],
+                   batch_size=settings["batch_size"], device=torch_device)
+            for scores, rows in ((validation_scores, _accuracy_rows(net, validation_sets)),
+                                 (test_scores, _accuracy_rows(net, test_sets))):
+                for seed_scores, row in zip(scores, rows):
+                    seed_scores.append(float(np.mean(row)))
+        for seed_outputs, validation, test in zip(outputs, validation_scores, test_scores):
+            chosen = int(np.argmax(validation))  # the first of equal scores, as the sequential search
+            seed_outputs[f"{arm}_validation_accuracy_by_lr"] = validation
+            seed_outputs[f"{arm}_test_accuracy_by_lr"] = test
+            seed_outputs[f"{arm}_tuned_lr"] = float(learning_rates[chosen])
+            seed_outputs[f"{arm}_tuned_final_average_accuracy"] = test[chosen]
+            seed_outputs[f"{arm}_shared_lr_final_average_accuracy"] = test[list(learning_rates).index(shared_lr)]
+    for seed_outputs in outputs:
+        for arm in arms:
+            if arm != "dense":
+                seed_outputs[f"{arm}_tuned_gain"] = (seed_outputs[f"{arm}_tuned_final_average_accuracy"]
+                                                     - seed_outputs["dense_tuned_final_average_accuracy"])
+                seed_outputs[f"{arm}_shared_lr_gain"] = (seed_outputs[f"{arm}_shared_lr_final_average_accuracy"]
+                                                         - seed_outputs["dense_shared_lr_final_average_accuracy"])
+    return outputs
+
+
+FORMS = {
+    "implementations.sparse_synapses.protocols:permuted_mnist_mlp": permuted_mnist_mlp_seeds,
+    "implementations.sparse_synapses.protocols:permuted_mnist_mlp_tuned_lr": permuted_mnist_mlp_tuned_lr_seeds,
+}
