@@ -18,8 +18,17 @@ from hypothesis import strategies as st
 
 from implementations.common.datasets import DatasetMissing, load_mnist, resolve_data_dir
 from implementations.common.seeding import seed_everything
-from implementations.sparse_synapses.protocols import ARMS, permuted_mnist_mlp, permuted_mnist_mlp_tuned_lr
-from implementations.sparse_synapses.seed_batched import permuted_mnist_mlp_seeds, permuted_mnist_mlp_tuned_lr_seeds
+from implementations.sparse_synapses.protocols import (
+    ARMS,
+    permuted_mnist_mlp,
+    permuted_mnist_mlp_tuned_lr,
+    split_mnist_task_incremental,
+)
+from implementations.sparse_synapses.seed_batched import (
+    permuted_mnist_mlp_seeds,
+    permuted_mnist_mlp_tuned_lr_seeds,
+    split_mnist_task_incremental_seeds,
+)
 
 TOLERANCE = 1e-5
 SMALL = dict(arms=list(ARMS), hidden_units=16, hidden_layers=1, percent_on_fc=0.125, n_tasks=2, epochs=2,
@@ -131,6 +140,8 @@ def test_the_engine_finds_it_beside_the_protocol_and_sequential_runs_never_cover
     protocol = "implementations.sparse_synapses.protocols:permuted_mnist_mlp"
     assert seed_batched_form(protocol) is permuted_mnist_mlp_seeds
     assert seed_batched_form(protocol + "_tuned_lr") is permuted_mnist_mlp_tuned_lr_seeds
+    assert seed_batched_form(protocol.replace("permuted_mnist_mlp", "split_mnist_task_incremental")) is (
+        split_mnist_task_incremental_seeds)
     assert code_version(protocol) != code_version(protocol, seed_batched=True)
     import implementations.sparse_synapses.protocols as module
     from pathlib import Path
@@ -190,3 +201,44 @@ def test_a_batched_search_checks_its_grid_as_the_sequential_one(data_dir):
     with pytest.raises(ValueError, match="shared_lr 0.5 must be one of the learning_rates"):
         permuted_mnist_mlp_tuned_lr_seeds(seeds=[0], device="cpu", data_dir=data_dir, learning_rates=[0.1],
                                           shared_lr=0.5)
+
+
+@st.composite
+def small_splits(draw) -> dict:
+    """Task-incremental Split MNIST at a few images per class: heads, arms and the switches."""
+    hidden_units = draw(st.sampled_from([8, 16]))
+    momentum = draw(st.sampled_from([0.0, 0.9]))
+    return dict(
+        arms=["dense", *draw(st.lists(st.sampled_from(ARMS[1:5]), max_size=2, unique=True))],
+        heads=draw(st.sampled_from(["faithful", "trained"])), hidden_units=hidden_units,
+        hidden_layers=draw(st.integers(1, 2)), percent_on_fc=draw(st.integers(1, 3)) / hidden_units,
+        weight_density_fc=draw(st.sampled_from([0.3, 0.5])), boost_strength=draw(st.sampled_from([0.0, 1.0])),
+        mask_behaviour=draw(st.sampled_from(["2019", "rezero_after_step"])), epochs=draw(st.integers(1, 2)),
+        batch_size=draw(st.integers(4, 16)), lr=draw(st.sampled_from([0.1, 0.03])), momentum=momentum,
+        nesterov=momentum > 0 and draw(st.booleans()), weight_decay=draw(st.sampled_from([0.0, 1e-4])),
+        dropout=draw(st.sampled_from([0.0, 0.5])), train_per_class=draw(st.integers(3, 8)),
+        test_per_class=draw(st.integers(2, 6)))
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seeds=st.lists(st.integers(0, 10_000), min_size=1, max_size=3, unique=True), params=small_splits())
+def test_every_seed_of_a_batched_split_is_its_sequential_run(data_dir, seeds, params):
+    seed_everything(12_345)
+    got = split_mnist_task_incremental_seeds(seeds=seeds, device="cpu", data_dir=data_dir, **params)
+    expected = []
+    for seed in seeds:
+        seed_everything(seed)
+        expected.append(split_mnist_task_incremental(seed=seed, device="cpu", data_dir=data_dir, **params))
+    assert_same_runs(got, expected)
+
+
+def test_the_faithful_heads_stay_untrained_in_a_batch(data_dir):
+    """The heads setting reaches the batched optimizer: faithful (heads 1.. never trained) and trained
+    heads give different runs (that each equals its sequential run is the property test above)."""
+    small = dict(arms=["dense"], hidden_units=16, hidden_layers=1, epochs=2, batch_size=8, train_per_class=8,
+                 test_per_class=6)
+    faithful = split_mnist_task_incremental_seeds(seeds=[0, 1], device="cpu", data_dir=data_dir, heads="faithful",
+                                                  **small)
+    trained = split_mnist_task_incremental_seeds(seeds=[0, 1], device="cpu", data_dir=data_dir, heads="trained",
+                                                 **small)
+    assert [run["dense_accuracy_matrix"] for run in faithful] != [run["dense_accuracy_matrix"] for run in trained]

@@ -52,7 +52,7 @@ from implementations.common.models import count_parameters
 from implementations.common.seeding import torch_generator
 from implementations.sparse_synapses import protocols
 from implementations.sparse_synapses.kwinners import KWinners, winners_mask
-from implementations.sparse_synapses.models import SparseMLP
+from implementations.sparse_synapses.models import MultiHeadSparseMLP, SparseMLP
 from implementations.sparse_synapses.sparse_weights import SparseWeights, nonzero_parameter_count, rezero_weights
 from implementations.sparse_synapses.strategy import make_sgd
 
@@ -191,18 +191,46 @@ def _seed_batched_layer(same_layer: Sequence[nn.Module], width: int) -> nn.Modul
     raise NotImplementedError(f"no seed-batched version of {type(first).__name__}")
 
 
-def _seed_batched_mlp(models: Sequence[SparseMLP]) -> nn.Sequential:
-    """The models' trunk layers and classifier, each seed's tensors stacked along dimension 0."""
-    if any(type(model) is not SparseMLP for model in models):
-        raise NotImplementedError("seed batching is implemented for SparseMLP only")
+def _seed_batched_sequence(layer_lists: Sequence[Sequence[nn.Module]]) -> nn.Sequential:
+    """The same layers of every seed's model (one list per seed), each seed's tensors stacked along
+    dimension 0."""
     layers: list[nn.Module] = []
     width = 0  # units coming out of the last linear layer: the shape of a dropout's noise
-    for same_layer in zip(*(_layers_of(model) for model in models)):
+    for same_layer in zip(*layer_lists):
         layer = _seed_batched_layer(same_layer, width)
         width = next((linear.weight.shape[1] for linear in layer.modules() if isinstance(linear, _SeedBatchedLinear)),
                      width)
         layers.append(layer)
     return nn.Sequential(*layers)
+
+
+def _seed_batched_mlp(models: Sequence[SparseMLP]) -> nn.Sequential:
+    """The models' trunk layers and classifier, each seed's tensors stacked along dimension 0."""
+    if any(type(model) is not SparseMLP for model in models):
+        raise NotImplementedError("seed batching is implemented for SparseMLP only")
+    return _seed_batched_sequence([_layers_of(model) for model in models])
+
+
+class _SeedBatchedMultiHead(nn.Module):
+    """MultiHeadSparseMLP for every seed: the stacked trunk, and each head stacked over the seeds as a
+    parameter of its own (a head the current task does not use gets no gradient, so the optimizer skips
+    it, as in the sequential run; `heads` as the faithful optimizer's parameter filter expects)."""
+
+    def __init__(self, models: Sequence[MultiHeadSparseMLP]):
+        super().__init__()
+        if any(type(model) is not MultiHeadSparseMLP for model in models):
+            raise NotImplementedError("multi-head seed batching is implemented for MultiHeadSparseMLP only")
+        self.trunk = _seed_batched_sequence([list(model.trunk) for model in models])
+        self.heads = nn.ModuleList(_SeedBatchedLinear([model.heads[head] for model in models])
+                                   for head in range(len(models[0].heads)))
+
+    def forward(self, x: torch.Tensor, task_id: int) -> torch.Tensor:
+        return self.heads[task_id](self.trunk(x))
+
+
+def _forward(net: nn.Module, x: torch.Tensor, task_id: int) -> torch.Tensor:
+    """The batched net on task `task_id`'s inputs (the task id picks the head where there are heads)."""
+    return net(x, task_id) if isinstance(net, _SeedBatchedMultiHead) else net(x)
 
 
 def _layers_of(model: SparseMLP) -> list[nn.Module]:
@@ -219,14 +247,17 @@ def _copy_seed_into(net: nn.Sequential, seed_index: int, model: SparseMLP) -> No
 
 
 @torch.no_grad()
-def _accuracy_rows(net: nn.Sequential, test_sets: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> list[list[float]]:
-    """Per seed, test accuracy on every task (evaluation.accuracy_row, one host read for all of it)."""
+def _accuracy_rows(net: nn.Module, test_sets: Sequence[tuple[torch.Tensor, torch.Tensor]],
+                   task_ids: Sequence[int] | None = None) -> list[list[float]]:
+    """Per seed, test accuracy on every task (evaluation.accuracy_row, one host read for all of it);
+    `task_ids`: each test set's task id, for a multi-head net."""
     net.eval()
     seeds = test_sets[0][0].shape[0]
+    task_ids = range(len(test_sets)) if task_ids is None else task_ids
     correct = torch.zeros(seeds, len(test_sets), dtype=torch.int64, device=test_sets[0][1].device)
-    for task_index, (x, y) in enumerate(test_sets):
+    for task_index, ((x, y), task_id) in enumerate(zip(test_sets, task_ids)):
         for start in range(0, x.shape[1], _EVALUATION_BATCH):
-            outputs = net(x[:, start:start + _EVALUATION_BATCH])
+            outputs = _forward(net, x[:, start:start + _EVALUATION_BATCH], task_id)
             correct[:, task_index] += (outputs.argmax(dim=2) == y[:, start:start + _EVALUATION_BATCH]).sum(dim=1)
     net.train()
     sizes = [y.shape[1] for _, y in test_sets]
@@ -245,10 +276,11 @@ def _train(net: nn.Sequential, optimizer: torch.optim.Optimizer, seed_tasks, see
     """train_task over the stream for every seed at once (each seed's batch order from its own
     generator, as run_stream and the tuned-rate search draw it); `after_task()` after each task."""
     generators = [torch_generator(seed) for seed in seeds]
-    dropouts = [layer for layer in net if isinstance(layer, _ReplayedDropout)]
+    dropouts = [layer for layer in net.modules() if isinstance(layer, _ReplayedDropout)]  # in forward order
     seed_rows = torch.arange(len(seeds), device=device).unsqueeze(1)
     net.train()
     for task_index in range(len(seed_tasks[0])):
+        task_id = seed_tasks[0][task_index].task_id
         x_train = torch.stack([tasks[task_index].x_train for tasks in seed_tasks])
         y_train = torch.stack([tasks[task_index].y_train for tasks in seed_tasks])
         n_samples = x_train.shape[1]
@@ -263,7 +295,7 @@ def _train(net: nn.Sequential, optimizer: torch.optim.Optimizer, seed_tasks, see
                 batch = orders[:, start:start + batch_size]
                 for dropout, layer_noise in zip(dropouts, noise):
                     dropout.noise = layer_noise[:, start:start + batch_size]
-                logits = net(x_train[seed_rows, batch])
+                logits = _forward(net, x_train[seed_rows, batch], task_id)
                 # Summed over seeds, each seed's mean loss: its parameters get exactly its own gradient.
                 loss = F.cross_entropy(logits.flatten(0, 1), y_train[seed_rows, batch].flatten(),
                                        reduction="none").view(len(seeds), -1).mean(dim=1).sum()
@@ -282,8 +314,10 @@ def _train_and_test(net: nn.Sequential, optimizer: torch.optim.Optimizer, seed_t
     test_sets = _stacked(seed_tasks)
     matrices: list[list[list[float]]] = [[] for _ in seeds]
 
+    task_ids = [task.task_id for task in seed_tasks[0]]
+
     def record_row() -> None:
-        for matrix, row in zip(matrices, _accuracy_rows(net, test_sets)):
+        for matrix, row in zip(matrices, _accuracy_rows(net, test_sets, task_ids)):
             matrix.append(row)
 
     _train(net, optimizer, seed_tasks, seeds, dropout_streams, epochs=epochs, batch_size=batch_size, device=device,
@@ -430,7 +464,71 @@ def permuted_mnist_mlp_tuned_lr_seeds(*, seeds: Sequence[int], device: str, data
     return outputs
 
 
+def split_mnist_task_incremental_seeds(*, seeds: Sequence[int], device: str, data_dir: pathlib.Path,
+                                       **params) -> list[dict]:
+    """Same outputs as [split_mnist_task_incremental(seed=s, device=device, data_dir=data_dir, **params)
+    for s in seeds]: each arm trains all seeds' multi-head MLPs in one pass (heads as `heads` says:
+    the faithful optimizer never sees heads 1..). `<arm>_seconds` is the batch's time per seed."""
+    arguments = inspect.signature(protocols.split_mnist_task_incremental).bind_partial(**params)
+    arguments.apply_defaults()
+    settings = arguments.arguments
+    trained = protocols._trained_parameters(settings["heads"])
+    if not seeds:
+        return []
+    arms = settings["arms"]
+    if "dense" not in arms:
+        raise ValueError("the gains are measured against the 'dense' arm: include it in `arms`")
+    torch_device = torch.device(device)
+    train, test = protocols.load_mnist(data_dir, "train"), protocols.load_mnist(data_dir, "test")
+    subsampled = settings["train_per_class"] or settings["test_per_class"]
+    seed_tasks = [protocols.class_split(train, test, classes_per_task=2, train_per_class=settings["train_per_class"],
+                                        test_per_class=settings["test_per_class"],
+                                        subset_seed=seed if subsampled else None, device=device)
+                  for seed in seeds]
+    outputs = [{"dataset_files": {**train.files, **test.files}, "heads": settings["heads"],
+                "train_images_per_task": [len(task.y_train) for task in tasks]} for tasks in seed_tasks]
+    for arm in arms:
+        # What split_mnist_task_incremental's build(arm) makes.
+        config = protocols.arm_config(
+            arm, architecture="mlp", percent_on_fc=settings["percent_on_fc"], percent_on_conv=0.1,
+            weight_density_fc=settings["weight_density_fc"], weight_density_conv=None,
+            k_inference_factor=settings["k_inference_factor"], boost_strength=settings["boost_strength"],
+            boost_strength_factor=1.0, duty_cycle_period=settings["duty_cycle_period"],
+            mask_behaviour=settings["mask_behaviour"])
+        models, dropout_streams = [], []
+        for seed, tasks in zip(seeds, seed_tasks):
+            torch.manual_seed(seed)
+            models.append(MultiHeadSparseMLP(
+                784, [settings["hidden_units"]] * settings["hidden_layers"], 10, len(tasks), settings["dropout"],
+                config, np.random.default_rng([seed, protocols._MASK_STREAM])).to(device))
+            dropout_streams.append(_DropoutStream(torch_device))
+        started = time.perf_counter()
+        net = _SeedBatchedMultiHead(models)
+        optimizer = make_sgd(lr=settings["lr"], momentum=settings["momentum"], nesterov=settings["nesterov"],
+                             weight_decay=settings["weight_decay"], trained=trained)(net, 0)
+        matrices = _train_and_test(net, optimizer, seed_tasks, seeds, dropout_streams, epochs=settings["epochs"],
+                                   batch_size=settings["batch_size"], device=torch_device)
+        seconds = (time.perf_counter() - started) / len(seeds)
+        for model, matrix, seed_outputs in zip(models, matrices, outputs):
+            seed_outputs[f"{arm}_seconds"] = seconds
+            seed_outputs[f"{arm}_accuracy_matrix"] = matrix
+            seed_outputs[f"{arm}_final_average_accuracy"] = float(np.mean(matrix[-1]))
+            seed_outputs[f"{arm}_parameter_count"] = count_parameters(model)  # the masks fix both counts
+            seed_outputs[f"{arm}_nonzero_parameter_count"] = nonzero_parameter_count(model)
+    for seed_outputs in outputs:
+        for arm in arms:
+            if arm != "dense":
+                seed_outputs[f"{arm}_gain"] = (seed_outputs[f"{arm}_final_average_accuracy"]
+                                               - seed_outputs["dense_final_average_accuracy"])
+        if {"kwinners_weight_mask", "dense_matched_nonzero"} <= set(arms):
+            seed_outputs["kwinners_weight_mask_minus_dense_matched_nonzero"] = (
+                seed_outputs["kwinners_weight_mask_final_average_accuracy"]
+                - seed_outputs["dense_matched_nonzero_final_average_accuracy"])
+    return outputs
+
+
 FORMS = {
     "implementations.sparse_synapses.protocols:permuted_mnist_mlp": permuted_mnist_mlp_seeds,
     "implementations.sparse_synapses.protocols:permuted_mnist_mlp_tuned_lr": permuted_mnist_mlp_tuned_lr_seeds,
+    "implementations.sparse_synapses.protocols:split_mnist_task_incremental": split_mnist_task_incremental_seeds,
 }
