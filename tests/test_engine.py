@@ -134,6 +134,27 @@ def test_plan_points_at_runs_stored_under_another_thread_count(tmp_path, toy):
     assert one.plan(entries).other_threads == {}
 
 
+def test_plan_says_when_pending_runs_are_stored_under_older_code(tmp_path, toy, monkeypatch):
+    from verify import runner as runner_module
+
+    monkeypatch.delitem(sys.modules, "toy_engine", raising=False)  # an earlier test's copy would be hashed
+    runner_module.code_version.cache_clear()
+    entries = toy(toy_entry("a", seeds="[1, 2]"))
+    first = make_runner(tmp_path / "r.sqlite")
+    first.execute_plan(first.plan(entries))
+    assert first.plan(entries).older_code == {}
+    module = tmp_path / "toy_engine.py"
+    module.write_text(module.read_text() + "\n# an edit\n")
+    runner_module.code_version.cache_clear()
+    try:
+        plan = make_runner(tmp_path / "r.sqlite").plan(entries)
+    finally:
+        runner_module.code_version.cache_clear()
+    assert plan.pending_runs == 2 and plan.older_code == {"toy_engine:measure": 2}
+    assert plan.lines()[-1] == ("note: 2 pending run(s) are stored under other code of their protocol (measure): "
+                                "the source they reach changed since, so they run again")
+
+
 def test_estimates_come_from_stored_wall_times(tmp_path, toy):
     entries = toy(toy_entry("a", params="{ sleep = 0.2 }", seeds="[1]") + toy_entry("b", params="{ sleep = 0.2 }",
                                                                                     seeds="[1, 2]"))

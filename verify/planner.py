@@ -94,6 +94,7 @@ class Plan:
     cached: int  # unique runs the selection needs that the store already holds
     skipped: dict[str, str]  # entry id -> why it needs no run here
     other_threads: dict[int, int] = field(default_factory=dict)  # thread count -> pending runs stored with it
+    older_code: dict[str, int] = field(default_factory=dict)  # protocol -> pending runs stored under other code
 
     @property
     def pending_runs(self) -> int:
@@ -142,6 +143,12 @@ class Plan:
             threads, count = max(self.other_threads.items(), key=lambda item: (item[1], -item[0]))
             lines.append(f"note: {count} pending run(s) are stored with {threads} CPU thread(s) per run; the thread "
                          f"count is part of a run's identity, so --threads {threads} would reuse them")
+        if self.older_code:
+            names = sorted(self.older_code, key=lambda protocol: (-self.older_code[protocol], protocol))
+            listed = ", ".join(name.rsplit(":", 1)[-1] for name in names[:3]) + (
+                f" +{len(names) - 3} more" if len(names) > 3 else "")
+            lines.append(f"note: {sum(self.older_code.values())} pending run(s) are stored under other code of their "
+                         f"protocol ({listed}): the source they reach changed since, so they run again")
         return lines
 
 
@@ -238,12 +245,24 @@ def build_plan(needs: Iterable[tuple[str, list[RunSpec] | str]], store: ResultsS
         jobs.sort(key=lambda job: -(float("inf") if job.estimate is None else job.estimate))
     cached = len(set(specs) & (stored | done))
     other_threads: dict[int, int] = {}
+    older_code: dict[str, int] = {}
     if pending and skip_stored:
-        by_identity = store.thread_counts()
+        # Stored runs that differ from a pending one in a single field of its identity.
+        threads_of: dict[tuple, set[int]] = defaultdict(set)
+        code_of: dict[tuple, set[str]] = defaultdict(set)
+        for protocol, params, seed, device, torch_version, code, threads, batched in store.identities():
+            if threads is not None and not batched:
+                threads_of[protocol, params, seed, device, torch_version, code].add(threads)
+            code_of[protocol, params, seed, device, torch_version, threads, batched].add(code)
         for spec in pending:
-            identity = (spec.protocol, canonical_json(spec.params), spec.seed, spec.device, spec.torch_version,
-                        spec.code_version)
-            for threads in by_identity.get(identity, ()):
-                if threads != spec.threads and not spec.seed_batched:
-                    other_threads[threads] = other_threads.get(threads, 0) + 1
-    return Plan(jobs, cached, skipped, other_threads)
+            params = canonical_json(spec.params)
+            if not spec.seed_batched:
+                for threads in threads_of.get((spec.protocol, params, spec.seed, spec.device, spec.torch_version,
+                                               spec.code_version), ()):
+                    if threads != spec.threads:
+                        other_threads[threads] = other_threads.get(threads, 0) + 1
+            codes = code_of.get((spec.protocol, params, spec.seed, spec.device, spec.torch_version, spec.threads,
+                                 spec.seed_batched), set())
+            if codes - {spec.code_version}:
+                older_code[spec.protocol] = older_code.get(spec.protocol, 0) + 1
+    return Plan(jobs, cached, skipped, other_threads, older_code)

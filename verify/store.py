@@ -166,16 +166,12 @@ class ResultsStore:
                     f"SELECT run_key FROM runs WHERE run_key IN ({marks})", chunk))
         return found
 
-    def thread_counts(self) -> dict[tuple[str, str, int, str, str, str], set[int]]:
-        """(protocol, canonical params, seed, device, torch, code) -> the thread counts stored for it, so
-        a plan can say when runs it needs exist under another thread count."""
-        found: dict[tuple[str, str, int, str, str, str], set[int]] = {}
+    def identities(self) -> list[tuple[str, str, int, str, str, str, int | None, bool]]:
+        """(protocol, canonical params, seed, device, torch, code, threads, seed batched) of every stored
+        run, so a plan can say when runs it needs exist under another thread count or older code."""
         with closing(self._connect()) as connection:
-            for protocol, params, seed, device, torch_version, code, threads in connection.execute(
-                    "SELECT protocol, params, seed, device, torch_version, code_version, threads FROM runs "
-                    "WHERE threads IS NOT NULL AND seed_batched = 0"):
-                found.setdefault((protocol, params, seed, device, torch_version, code), set()).add(threads)
-        return found
+            return [(*row[:7], bool(row[7])) for row in connection.execute(
+                "SELECT protocol, params, seed, device, torch_version, code_version, threads, seed_batched FROM runs")]
 
     def wall_times(self) -> list[tuple[str, str, str, float]]:
         """(protocol, canonical params, device, wall seconds) of every stored run, for time estimates."""
