@@ -126,6 +126,46 @@ def test_a_bundle_from_older_code_is_recomputed_under_its_own_version_and_shown_
     assert bundle.audit(path, entries, salt="any", data_dir=tmp_path).problems
 
 
+def test_a_not_run_verdict_that_read_no_bundled_run_survives_a_code_change(tmp_path, toy):
+    """Its code version and run keys are those of the code that built the bundle: a later edit of that
+    code must not fail the audit (it did, for every CUDA entry a lease never reached). Its verdict
+    still must match, and a measured record's code version still may not move."""
+    entries, document, path = built(tmp_path, toy, toy_entry("a") + toy_entry(
+        "missing", protocol="toy_engine:needs_file", seeds="[1]"))
+    records = {record["claim_id"]: record for record in document["verdicts"]}
+    assert records["missing"]["verdict"] == "not run"
+    records["missing"]["code_version"] = "0" * 16  # as if the protocol was edited since the build
+    records["missing"]["run_keys"] = ["f" * 64]
+    path.write_text(json.dumps(document))
+    assert bundle.audit(path, entries, salt="any", data_dir=tmp_path).problems == []
+    records["missing"]["verdict"] = "reproduced"
+    path.write_text(json.dumps(document))
+    assert bundle.audit(path, entries, salt="any", data_dir=tmp_path).problems
+    records["missing"]["verdict"] = "not run"
+    records["a"]["code_version"] = "0" * 16
+    path.write_text(json.dumps(document))
+    assert any("(code_version)" in line for line in bundle.audit(path, entries, salt="any", data_dir=tmp_path).problems)
+
+
+def test_a_bundle_reads_its_runs_as_recorded_when_a_batched_form_appears_later(tmp_path, toy):
+    """Sequential runs in a bundle whose identity is seed-batched (another protocol was batched) stay
+    the runs its verdicts read after their protocol gains a batched form."""
+    package = tmp_path / "toy_later_batched"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "protocols.py").write_text("def measure(*, seed, device, data_dir):\n    return {'x': seed * 0.1}\n")
+    entries, document, path = built(tmp_path, toy, toy_entry("a", "toy_later_batched.protocols:measure"))
+    runs = [Run(**run) for run in document["runs"]]
+    identity = bundle.Identity.of(runs, "cpu")
+    (package / "seed_batched.py").write_text(
+        "from toy_later_batched.protocols import measure\n\n"
+        "FORMS = {'toy_later_batched.protocols:measure': lambda *, seeds, device, data_dir: "
+        "[measure(seed=s, device=device, data_dir=data_dir) for s in seeds]}\n")
+    (record,) = bundle.recompute(entries, runs, bundle.Identity(identity.device, identity.device_name,
+                                                                identity.torch_version, identity.threads, True))
+    assert record["verdict"] == "reproduced" and record["run_keys"] == document["verdicts"][0]["run_keys"]
+
+
 def test_the_commands_build_record_the_baseline_and_audit(tmp_path, toy, capsys):
     from verify import cli
 

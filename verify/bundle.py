@@ -74,8 +74,10 @@ def _runner(store: ResultsStore, identity: Identity, directory: Path, runs: list
     from verify.runner import Runner  # the runner imports torch; the bundle's readers need not
 
     versions: dict[str, set[str]] = {}
+    batched: dict[str, set[bool]] = {}
     for run in runs:
         versions.setdefault(run.protocol, set()).add(run.code_version)
+        batched.setdefault(run.protocol, set()).add(run.seed_batched)
     mixed = sorted(protocol for protocol, found in versions.items() if len(found) > 1)
     if mixed:
         raise BundleError(f"the runs of {mixed[0]} were recorded by {len(versions[mixed[0]])} code versions; "
@@ -84,6 +86,9 @@ def _runner(store: ResultsStore, identity: Identity, directory: Path, runs: list
                   torch_version=identity.torch_version, threads=identity.threads,
                   seed_batching=identity.seed_batched, device_name=identity.device_name,
                   code_versions={protocol: found.pop() for protocol, found in versions.items()},
+                  # each protocol's runs as they were recorded: seed-batched or not (a set of both
+                  # reads the batched ones, the identity a seed-batching session gives them)
+                  seed_batched_runs={protocol: True in found for protocol, found in batched.items()},
                   progress=lambda message: None)
 
 
@@ -176,8 +181,14 @@ def deterministic_outputs(outputs: dict[str, Any]) -> str:
     return canonical_json({name: value for name, value in outputs.items() if not is_timing_output(name)})
 
 
-def _comparable(record: dict[str, Any]) -> dict[str, Any]:
-    return {name: record.get(name) for name in _AUDITED}
+# A `not run` verdict that reads none of the bundle's runs measured nothing: its code version and run
+# keys are those of the code that built the bundle, and move with every later edit of that code.
+_UNMEASURED_IDENTITY = ("code_version", "run_keys")
+
+
+def _comparable(record: dict[str, Any], bundled_keys: set[str]) -> dict[str, Any]:
+    unmeasured = record.get("verdict") == "not run" and not bundled_keys & set(record.get("run_keys") or ())
+    return {name: record.get(name) for name in _AUDITED if not (unmeasured and name in _UNMEASURED_IDENTITY)}
 
 
 def sample(runs: list[Run], budget_seconds: float, salt: str) -> list[Run]:
@@ -223,6 +234,7 @@ def audit(path: Path, entries: list[Entry], *, rerun_seconds: float = 0.0, salt:
             result.problems.append(f"{path.name}: run {run.run_key[:12]} ({run.protocol} seed {run.seed}): its key "
                                    f"is not the hash of its identity")
         result.checked_runs += 1
+    bundled_keys = {run.run_key for run in runs}
     devices = {record["device"] for record in document["verdicts"]}
     by_id = {entry.id: entry for entry in entries}
     for device in sorted(devices):
@@ -240,8 +252,8 @@ def audit(path: Path, entries: list[Entry], *, rerun_seconds: float = 0.0, salt:
             if fresh is None:
                 result.problems.append(f"{path.name}: verdict of {record['claim_id']} on {device}: no such entry in "
                                        f"the ledgers")
-            elif _comparable(fresh) != _comparable(record):
-                changed = [name for name in _AUDITED if fresh.get(name) != record.get(name)]
+            elif _comparable(fresh, bundled_keys) != _comparable(record, bundled_keys):
+                changed = [name for name in _comparable(record, bundled_keys) if fresh.get(name) != record.get(name)]
                 result.problems.append(f"{path.name}: verdict of {record['claim_id']} on {device} differs from the one "
                                        f"recomputed from its runs ({', '.join(changed[:4])})")
     import torch

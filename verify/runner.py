@@ -182,6 +182,10 @@ class Runner:
     # protocol -> the code version its runs are keyed with (default: the code here). A bundle's
     # verdicts are recomputed under the code version its runs recorded, current or stale.
     code_versions: dict[str, str] = field(default_factory=dict)
+    # protocol -> whether its runs are seed-batched (default: seed_batching and a batched form exists).
+    # A bundle's runs are read under the identity they were recorded with, even if the protocol has
+    # gained (or lost) a batched form since.
+    seed_batched_runs: dict[str, bool] = field(default_factory=dict)
     # (protocol, params, device, wall seconds) of the reference bundle's runs: estimates for a store
     # that has none of its own yet
     reference_walls: list[tuple[str, Any, str, float]] = field(default_factory=list)
@@ -207,6 +211,8 @@ class Runner:
 
     def batched(self, entry: Entry) -> bool:
         """Whether this runner trains the entry's seeds together."""
+        if entry.protocol in self.seed_batched_runs:
+            return self.seed_batched_runs[entry.protocol]
         return self.seed_batching and can_batch_seeds(entry.protocol)
 
     def spec(self, entry: Entry, seed: int) -> RunSpec:
