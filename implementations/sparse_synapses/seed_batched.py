@@ -335,6 +335,19 @@ def _stacked_models(arm: str, config, seeds: Sequence[int], device: str, **shape
     return models, dropout_streams
 
 
+def _add_gains(seed_outputs: dict, arms: Sequence[str]) -> None:
+    """The gains `_run_arms` adds after its arms, in its order (protocols.py keeps its own copy inline:
+    editing it would change every sequential sparse run's code version)."""
+    for arm in arms:
+        if arm != "dense":
+            seed_outputs[f"{arm}_gain"] = (seed_outputs[f"{arm}_final_average_accuracy"]
+                                           - seed_outputs["dense_final_average_accuracy"])
+    if {"kwinners_weight_mask", "dense_matched_nonzero"} <= set(arms):
+        seed_outputs["kwinners_weight_mask_minus_dense_matched_nonzero"] = (
+            seed_outputs["kwinners_weight_mask_final_average_accuracy"]
+            - seed_outputs["dense_matched_nonzero_final_average_accuracy"])
+
+
 def permuted_mnist_mlp_seeds(*, seeds: Sequence[int], device: str, data_dir: pathlib.Path, **params) -> list[dict]:
     """Same outputs as [permuted_mnist_mlp(seed=s, device=device, data_dir=data_dir, **params) for s in seeds],
     every arm trained for all seeds in one pass (module docstring). Every arm is batched.
@@ -389,14 +402,7 @@ def permuted_mnist_mlp_seeds(*, seeds: Sequence[int], device: str, data_dir: pat
             seed_outputs[f"{arm}_parameter_count"] = count_parameters(model)
             seed_outputs[f"{arm}_nonzero_parameter_count"] = nonzero_parameter_count(model)
     for seed_outputs in outputs:
-        for arm in arms:
-            if arm != "dense":
-                seed_outputs[f"{arm}_gain"] = (seed_outputs[f"{arm}_final_average_accuracy"]
-                                               - seed_outputs["dense_final_average_accuracy"])
-        if {"kwinners_weight_mask", "dense_matched_nonzero"} <= set(arms):
-            seed_outputs["kwinners_weight_mask_minus_dense_matched_nonzero"] = (
-                seed_outputs["kwinners_weight_mask_final_average_accuracy"]
-                - seed_outputs["dense_matched_nonzero_final_average_accuracy"])
+        _add_gains(seed_outputs, arms)
     return outputs
 
 
@@ -516,14 +522,7 @@ def split_mnist_task_incremental_seeds(*, seeds: Sequence[int], device: str, dat
             seed_outputs[f"{arm}_parameter_count"] = count_parameters(model)  # the masks fix both counts
             seed_outputs[f"{arm}_nonzero_parameter_count"] = nonzero_parameter_count(model)
     for seed_outputs in outputs:
-        for arm in arms:
-            if arm != "dense":
-                seed_outputs[f"{arm}_gain"] = (seed_outputs[f"{arm}_final_average_accuracy"]
-                                               - seed_outputs["dense_final_average_accuracy"])
-        if {"kwinners_weight_mask", "dense_matched_nonzero"} <= set(arms):
-            seed_outputs["kwinners_weight_mask_minus_dense_matched_nonzero"] = (
-                seed_outputs["kwinners_weight_mask_final_average_accuracy"]
-                - seed_outputs["dense_matched_nonzero_final_average_accuracy"])
+        _add_gains(seed_outputs, arms)
     return outputs
 
 
