@@ -17,10 +17,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from verify.executors import PoolExecutor, RayExecutor, SequentialExecutor
 from verify.ledger import load_ledger
-from verify.planner import build_plan
+from verify.planner import build_plan, parallel_wall
 from verify.runner import Runner
 from verify.store import ResultsStore
 
@@ -477,3 +479,48 @@ def test_progress_counts_jobs_whose_input_is_missing_as_no_time():
     progress = Progress(jobs, workers=1, write=lines.append)
     progress.done(jobs[0], "not run: cifar100/cifar-100-python.tar.gz is missing")
     assert lines[-1].endswith("(~2m00s left)")
+
+
+@given(st.lists(st.floats(min_value=0.0, max_value=1e5, allow_nan=False), max_size=12), st.integers(1, 6))
+def test_wall_time_on_workers_is_a_real_schedule_of_the_jobs(seconds, workers):
+    """Sum/workers promised 3 runs of 42 min on 2 workers in 63 min; no schedule does better than 84.
+    The estimate is the longest worker's load when each job (longest first) goes to the least loaded
+    worker: never below the longest job or an even share, never above Graham's bound for that rule."""
+    wall = parallel_wall(seconds, workers)
+    total = sum(seconds)
+    assert wall >= max(seconds, default=0.0) - 1e-9 and wall >= total / workers - 1e-6 * max(total, 1.0)
+    assert wall <= total / workers + max(seconds, default=0.0) * (1 - 1 / workers) + 1e-6 * max(total, 1.0)
+    if workers == 1 or len(seconds) <= workers:
+        assert wall == pytest.approx(max(seconds, default=0.0) if workers >= len(seconds) else total)
+
+
+def test_plan_and_progress_give_the_wall_time_of_a_schedule(tmp_path, toy):
+    assert parallel_wall([42.0, 42.0, 42.0], 2) == 84.0
+    from types import SimpleNamespace
+
+    from verify.executors import Progress
+    from verify.planner import Job, Plan
+
+    spec = SimpleNamespace(describe=lambda: "run", protocol="p")
+    jobs = [Job([spec], estimate=2520.0) for _ in range(3)]
+    plan = Plan(jobs, cached=0, skipped={})
+    assert "estimated 2h06m, about 1h24m of wall time on 2 workers;" in plan.lines(workers=2)[-1]
+    lines: list[str] = []
+    progress = Progress(jobs + [Job([spec], estimate=2520.0)], workers=2, write=lines.append)
+    progress.done(jobs[0], "done", 2520.0)
+    assert lines[-1].endswith("(~1h24m left)")
+
+
+def test_a_smoke_plan_takes_no_estimate_from_full_size_runs_of_other_parameters(tmp_path, toy):
+    """The reference bundle holds full-profile runs: a smoke run's parameters differ, and the
+    protocol's full-size time promised a 6-minute smoke suite 2h34m. Its own store's times, and
+    reference runs with the very same parameters, still count."""
+    entries = toy(toy_entry("a", params="{ sleep = 0.2 }", seeds="[1]"))
+    runner = make_runner(tmp_path / "r.sqlite", profile="smoke")
+    (spec,) = runner.plan(entries).jobs[0].specs
+    runner.reference_walls = [(spec.protocol, {"sleep": 9.0}, spec.device, 7.0)]
+    assert runner.plan(entries).jobs[0].estimate is None
+    runner.reference_walls.append((spec.protocol, spec.params, spec.device, 42.0))
+    assert runner.plan(entries).jobs[0].estimate == 42.0
+    full = make_runner(tmp_path / "f.sqlite", profile="full", reference_walls=runner.reference_walls[:1])
+    assert full.plan(entries).jobs[0].estimate == 7.0  # a full-size run of other parameters: a rough guide

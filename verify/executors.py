@@ -23,7 +23,7 @@ from typing import Any, Callable, Protocol
 
 import torch
 
-from verify.planner import ANY_DEVICE, Job, RunSpec, format_seconds
+from verify.planner import ANY_DEVICE, Job, RunSpec, format_seconds, parallel_wall
 from verify.store import Run, canonical_json, now_iso
 
 
@@ -353,7 +353,7 @@ class Progress:
         self.total = len(jobs)
         self.workers = max(1, min(workers, self.total or 1))
         # a job whose input is missing ends at once: it counts as no time, known
-        self.remaining_estimate = sum(job.estimate or 0.0 for job in jobs if not job.missing)
+        self.remaining = [job.estimate or 0.0 for job in jobs if not job.missing]
         self.unknown = sum(job.estimate is None and not job.missing for job in jobs)
         self.finished = 0
         self.ran = 0  # jobs that ran to completion; a job refused at once (missing input) says nothing of pace
@@ -363,14 +363,15 @@ class Progress:
     def done(self, job: Job, outcome: str, seconds: float | None = None) -> None:
         self.finished += 1
         self.ran += seconds is not None
-        self.remaining_estimate -= 0.0 if job.missing else job.estimate or 0.0
+        if not job.missing:
+            self.remaining.remove(job.estimate or 0.0)
         self.unknown -= job.estimate is None and not job.missing
         elapsed = time.perf_counter() - self.started
         left = self.total - self.finished
         if left == 0:
             eta = f"all done in {format_seconds(elapsed)}"
-        elif self.unknown == 0 and self.remaining_estimate > 0:
-            eta = f"~{format_seconds(self.remaining_estimate / self.workers)} left"
+        elif self.unknown == 0 and sum(self.remaining) > 0:
+            eta = f"~{format_seconds(parallel_wall(self.remaining, self.workers))} left"
         elif self.ran == 0:
             eta = f"{left} left, time unknown until a run finishes"
         else:

@@ -131,11 +131,11 @@ class Plan:
             total = (f"{format_seconds(known)} + " if known else "") + f"{unknown} job(s) of unknown length"
         else:
             total = format_seconds(known)
-        runnable = sum(1 for job in self.jobs if not job.missing)
+        runnable = [job.estimate for job in self.jobs if not job.missing]
         wall = ""
         if workers > 1 and runnable and not unknown:
-            wall = f", about {format_seconds(known / min(workers, runnable))} of wall time on {workers} workers"
-        missing = len(self.jobs) - runnable
+            wall = f", about {format_seconds(parallel_wall(runnable, workers))} of wall time on {workers} workers"
+        missing = len(self.jobs) - len(runnable)
         missing = f"; {missing} job(s) whose input is missing here end `not run` at once" if missing else ""
         lines.append(f"pending: {self.pending_runs} run(s) in {len(self.jobs)} job(s), estimated {total}{wall}{missing}; "
                      f"already stored: {self.cached}; entries needing no run here: {len(self.skipped)}")
@@ -152,6 +152,16 @@ class Plan:
         return lines
 
 
+def parallel_wall(seconds: Iterable[float], workers: int) -> float:
+    """Wall time of jobs taking `seconds` on `workers` workers, each job (longest first) going to the
+    least loaded worker: the longest worker's load (what a pool that hands out jobs longest first
+    takes, when the estimates hold), not the even share sum/workers that no schedule may reach."""
+    loads = [0.0] * max(1, workers)
+    for job in sorted(seconds, reverse=True):
+        loads[loads.index(min(loads))] += job
+    return max(loads)
+
+
 def format_seconds(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:.1f}s"
@@ -165,11 +175,16 @@ def format_seconds(seconds: float) -> str:
 class WallTimes:
     """Estimated seconds of a run from stored runs: same protocol, parameters and device, else the
     same protocol on the device; failing both, the same two lookups in `reference` (the reference
-    bundle's runs, measured on the machines named in its identity); else unknown. Seed-batched runs
+    bundle's runs, measured on the machines named in its identity; the second only where
+    `reference_other_params`: a smoke run's parameters shrink it far below the bundle's full-size
+    runs); else unknown. Seed-batched runs
     store their share of the batch."""
 
-    def __init__(self, rows: Iterable[tuple[str, str, str, float]], reference: Iterable[tuple[str, str, str, float]] = ()):
+    def __init__(self, rows: Iterable[tuple[str, str, str, float]], reference: Iterable[tuple[str, str, str, float]] = (),
+                 reference_other_params: bool = True):
         self._tables = [self._averages(rows), self._averages(reference)]
+        if not reference_other_params:  # the reference's runs of other parameters say nothing here
+            self._tables[1] = (self._tables[1][0], {})
 
     @staticmethod
     def _averages(rows: Iterable[tuple[str, str, str, float]]) -> tuple[dict, dict]:
@@ -193,7 +208,7 @@ class WallTimes:
 
 def build_plan(needs: Iterable[tuple[str, list[RunSpec] | str]], store: ResultsStore, *,
                skip_stored: bool = True, done: Iterable[str] = (), longest_first: bool = False,
-               reference_walls: Iterable[tuple[str, Any, str, float]] = (),
+               reference_walls: Iterable[tuple[str, Any, str, float]] = (), reference_other_params: bool = True,
                missing: Mapping[str, Sequence[str]] | None = None) -> Plan:
     """Plan the runs that `needs` lists: (entry id, its run specs) or (entry id, reason it needs none).
 
@@ -202,7 +217,8 @@ def build_plan(needs: Iterable[tuple[str, list[RunSpec] | str]], store: ResultsS
     longest_first: order jobs by estimated time, longest (and unknown) first, which shortens the
     wall time of a parallel executor; otherwise jobs follow the entries' order.
     reference_walls: (protocol, params, device, wall seconds) of the reference bundle's runs, for
-    estimates where this store has none (a new user's first --plan).
+    estimates where this store has none (a new user's first --plan); those of other parameters
+    only where `reference_other_params` (the reference bundle is full-size: not for a smoke plan).
     missing: entry id -> the data files it reads that are absent here; its jobs carry them.
     """
     readers: dict[str, list[str]] = {}
@@ -220,7 +236,7 @@ def build_plan(needs: Iterable[tuple[str, list[RunSpec] | str]], store: ResultsS
     done = set(done)
     stored = store.stored_keys(specs) if skip_stored else set()
     pending = [spec for key, spec in specs.items() if key not in stored and key not in done]
-    walls = WallTimes(store.wall_times(), reference_walls)
+    walls = WallTimes(store.wall_times(), reference_walls, reference_other_params)
 
     jobs: list[Job] = []
     batches: dict[tuple[str, str, str], Job] = {}

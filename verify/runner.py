@@ -233,7 +233,8 @@ class Runner:
                 absent[entry.datasets] = missing_files(entry.datasets, self.data_dir)
             missing[entry.id] = absent[entry.datasets]
         return build_plan(needs, self.store, skip_stored=self.use_cache, done=self.executed | set(self.failures),
-                          longest_first=longest_first, reference_walls=self.reference_walls, missing=missing)
+                          longest_first=longest_first, reference_walls=self.reference_walls,
+                          reference_other_params=self.profile == "full", missing=missing)
 
     def execute_plan(self, plan: Plan, executor: Executor | None = None, workers: int = 1) -> None:
         """Run the plan's jobs; the store receives each run as its job finishes (so a killed session
