@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from implementations.common.datasets import DatasetMissing, load_mnist, resolve_data_dir
+from implementations.common.seed_batching import each_seed_sequentially
 from implementations.common.seeding import seed_everything
 from implementations.sparse_synapses.protocols import (
     ARMS,
@@ -50,11 +51,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def sequential(seeds, data_dir, device="cpu", **params) -> list[dict]:
     """What the run engine does without batching: seed everything, then one protocol call per seed."""
-    outputs = []
-    for seed in seeds:
-        seed_everything(seed)
-        outputs.append(permuted_mnist_mlp(seed=seed, device=device, data_dir=data_dir, **params))
-    return outputs
+    return each_seed_sequentially(permuted_mnist_mlp, seeds, device=device, data_dir=data_dir, **params)
 
 
 def batched(seeds, data_dir, device="cpu", **params) -> list[dict]:
@@ -190,10 +187,7 @@ def small_searches(draw) -> dict:
 def test_every_seed_of_a_batched_search_is_its_sequential_search(data_dir, seeds, params):
     seed_everything(12_345)
     got = permuted_mnist_mlp_tuned_lr_seeds(seeds=seeds, device="cpu", data_dir=data_dir, **params)
-    expected = []
-    for seed in seeds:
-        seed_everything(seed)
-        expected.append(permuted_mnist_mlp_tuned_lr(seed=seed, device="cpu", data_dir=data_dir, **params))
+    expected = each_seed_sequentially(permuted_mnist_mlp_tuned_lr, seeds, device="cpu", data_dir=data_dir, **params)
     assert got == expected  # no timings in these outputs: every value bitwise, on one thread
 
 
@@ -225,10 +219,7 @@ def small_splits(draw) -> dict:
 def test_every_seed_of_a_batched_split_is_its_sequential_run(data_dir, seeds, params):
     seed_everything(12_345)
     got = split_mnist_task_incremental_seeds(seeds=seeds, device="cpu", data_dir=data_dir, **params)
-    expected = []
-    for seed in seeds:
-        seed_everything(seed)
-        expected.append(split_mnist_task_incremental(seed=seed, device="cpu", data_dir=data_dir, **params))
+    expected = each_seed_sequentially(split_mnist_task_incremental, seeds, device="cpu", data_dir=data_dir, **params)
     assert_same_runs(got, expected)
 
 

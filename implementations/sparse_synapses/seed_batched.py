@@ -23,7 +23,7 @@ Each seed stays its own run, with what `permuted_mnist_mlp(seed=s, ...)` gives i
   SGD state (torch's SGD over the stacked tensors: the update is elementwise, built once for all tasks).
 
 Equality with the sequential run: the products are batched gemms whose backward mirrors `nn.Linear`'s
-(`_SeedBatchedLinearFunction`). With one CPU thread every output is bitwise the sequential one. With more
+(`SeedBatchedLinearFunction`). With one CPU thread every output is bitwise the sequential one. With more
 threads MKL may split a single product's reduction across threads while the batched product runs one
 seed per thread, so sums round differently (weights a few 1e-9 apart after a smoke-size run on two
 threads, outputs still equal) and over a long run a k-WTA winner can flip: compare batched and
@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from implementations.common.models import count_parameters
+from implementations.common.seed_batching import SeedBatchedLinear, correct_counts, summed_mean_cross_entropy
 from implementations.common.seeding import torch_generator
 from implementations.sparse_synapses import protocols
 from implementations.sparse_synapses.kwinners import KWinners, winners_mask
@@ -58,44 +59,6 @@ from implementations.sparse_synapses.strategy import make_sgd
 
 # `evaluation.accuracy`'s chunk: the same rows go through each product as in the sequential evaluation.
 _EVALUATION_BATCH = 1024
-
-
-class _SeedBatchedLinearFunction(torch.autograd.Function):
-    """y[s] = x[s] W[s]^T + b[s]. The backward forms each gradient with the product `addmm`'s backward
-    uses for nn.Linear (grad_W = grad^T x rather than (x^T grad)^T), so that each seed's gradients sum in
-    the same order as in its sequential run."""
-
-    @staticmethod
-    def forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
-
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
-        x, weight, _ = inputs
-        ctx.save_for_backward(x, weight)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        x, weight = ctx.saved_tensors
-        grad_x = torch.bmm(grad, weight) if ctx.needs_input_grad[0] else None
-        return grad_x, torch.bmm(grad.transpose(1, 2), x), grad.sum(dim=1)
-
-
-class _SeedBatchedLinear(nn.Module):
-    """The same nn.Linear of every seed: weight (S, out, in), bias (S, out), inputs (S, B, in)."""
-
-    def __init__(self, linears: Sequence[nn.Linear]):
-        super().__init__()
-        self.weight = nn.Parameter(torch.stack([linear.weight.detach() for linear in linears]))
-        self.bias = nn.Parameter(torch.stack([linear.bias.detach() for linear in linears]))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _SeedBatchedLinearFunction.apply(x, self.weight, self.bias)
-
-    def copy_seed_into(self, seed_index: int, linear: nn.Linear) -> None:
-        with torch.no_grad():
-            linear.weight.copy_(self.weight[seed_index])
-            linear.bias.copy_(self.bias[seed_index])
 
 
 class _SeedBatchedKWinners(KWinners):
@@ -174,12 +137,12 @@ def _seed_batched_layer(same_layer: Sequence[nn.Module], width: int) -> nn.Modul
     if isinstance(first, nn.Flatten):
         return nn.Identity()  # the tasks' rows are flat already; Flatten would merge seeds and batch
     if isinstance(first, nn.Linear):
-        return _SeedBatchedLinear(same_layer)
+        return SeedBatchedLinear(same_layer)
     if isinstance(first, SparseWeights):
         # SparseWeights' own forward (the "2019" re-zeroing) and rezero_weights (the strategy's
         # after_step) then apply unchanged to the stacked weight and mask.
         masked = copy.deepcopy(first)
-        masked.module = _SeedBatchedLinear([layer.module for layer in same_layer])
+        masked.module = SeedBatchedLinear([layer.module for layer in same_layer])
         masked.zero_mask = torch.stack([layer.zero_mask for layer in same_layer])
         return masked
     if isinstance(first, KWinners):
@@ -198,7 +161,7 @@ def _seed_batched_sequence(layer_lists: Sequence[Sequence[nn.Module]]) -> nn.Seq
     width = 0  # units coming out of the last linear layer: the shape of a dropout's noise
     for same_layer in zip(*layer_lists):
         layer = _seed_batched_layer(same_layer, width)
-        width = next((linear.weight.shape[1] for linear in layer.modules() if isinstance(linear, _SeedBatchedLinear)),
+        width = next((linear.weight.shape[1] for linear in layer.modules() if isinstance(linear, SeedBatchedLinear)),
                      width)
         layers.append(layer)
     return nn.Sequential(*layers)
@@ -221,7 +184,7 @@ class _SeedBatchedMultiHead(nn.Module):
         if any(type(model) is not MultiHeadSparseMLP for model in models):
             raise NotImplementedError("multi-head seed batching is implemented for MultiHeadSparseMLP only")
         self.trunk = _seed_batched_sequence([list(model.trunk) for model in models])
-        self.heads = nn.ModuleList(_SeedBatchedLinear([model.heads[head] for model in models])
+        self.heads = nn.ModuleList(SeedBatchedLinear([model.heads[head] for model in models])
                                    for head in range(len(models[0].heads)))
 
     def forward(self, x: torch.Tensor, task_id: int) -> torch.Tensor:
@@ -242,7 +205,7 @@ def _copy_seed_into(net: nn.Sequential, seed_index: int, model: SparseMLP) -> No
     for batched, layer in zip(net, _layers_of(model)):
         if isinstance(batched, SparseWeights):
             batched.module.copy_seed_into(seed_index, layer.module)
-        elif isinstance(batched, (_SeedBatchedLinear, _SeedBatchedKWinners)):
+        elif isinstance(batched, (SeedBatchedLinear, _SeedBatchedKWinners)):
             batched.copy_seed_into(seed_index, layer)
 
 
@@ -256,9 +219,7 @@ def _accuracy_rows(net: nn.Module, test_sets: Sequence[tuple[torch.Tensor, torch
     task_ids = range(len(test_sets)) if task_ids is None else task_ids
     correct = torch.zeros(seeds, len(test_sets), dtype=torch.int64, device=test_sets[0][1].device)
     for task_index, ((x, y), task_id) in enumerate(zip(test_sets, task_ids)):
-        for start in range(0, x.shape[1], _EVALUATION_BATCH):
-            outputs = _forward(net, x[:, start:start + _EVALUATION_BATCH], task_id)
-            correct[:, task_index] += (outputs.argmax(dim=2) == y[:, start:start + _EVALUATION_BATCH]).sum(dim=1)
+        correct[:, task_index] = correct_counts(lambda rows: _forward(net, rows, task_id), x, y, _EVALUATION_BATCH)
     net.train()
     sizes = [y.shape[1] for _, y in test_sets]
     return [[count / size for count, size in zip(row, sizes)] for row in correct.tolist()]
@@ -296,9 +257,7 @@ def _train(net: nn.Sequential, optimizer: torch.optim.Optimizer, seed_tasks, see
                 for dropout, layer_noise in zip(dropouts, noise):
                     dropout.noise = layer_noise[:, start:start + batch_size]
                 logits = _forward(net, x_train[seed_rows, batch], task_id)
-                # Summed over seeds, each seed's mean loss: its parameters get exactly its own gradient.
-                loss = F.cross_entropy(logits.flatten(0, 1), y_train[seed_rows, batch].flatten(),
-                                       reduction="none").view(len(seeds), -1).mean(dim=1).sum()
+                loss = summed_mean_cross_entropy(logits, y_train[seed_rows, batch])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

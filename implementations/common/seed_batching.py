@@ -1,0 +1,87 @@
+"""What every seed-batched form (`implementations/<system>/seed_batched.py`) is built from: several seeds'
+copies of one model held as stacked tensors, each seed's along a leading dimension, stepped together.
+
+The pieces keep each seed's arithmetic what its sequential run does: a stacked linear layer whose products
+are the ones nn.Linear forms (so on one CPU thread each seed's numbers are bitwise its sequential run's),
+a loss whose gradient for a seed's parameters is that seed's own mean loss's gradient, and an evaluation
+that passes each seed's rows through the network in the chunks a sequential evaluation uses. And, for a
+form that does not batch every setting, the sequential runs themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .seeding import seed_everything
+
+
+class SeedBatchedLinearFunction(torch.autograd.Function):
+    """y[s] = x[s] W[s]^T + b[s]. The backward forms each gradient with the product `addmm`'s backward
+    uses for nn.Linear (grad_W = grad^T x rather than (x^T grad)^T), so that each seed's gradients sum in
+    the same order as in its sequential run."""
+
+    @staticmethod
+    def forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        x, weight, _ = inputs
+        ctx.save_for_backward(x, weight)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        grad_x = torch.bmm(grad, weight) if ctx.needs_input_grad[0] else None
+        return grad_x, torch.bmm(grad.transpose(1, 2), x), grad.sum(dim=1)
+
+
+class SeedBatchedLinear(nn.Module):
+    """The same nn.Linear of every seed: weight (S, out, in), bias (S, out), inputs (S, B, in)."""
+
+    def __init__(self, linears: Sequence[nn.Linear]):
+        super().__init__()
+        self.weight = nn.Parameter(torch.stack([linear.weight.detach() for linear in linears]))
+        self.bias = nn.Parameter(torch.stack([linear.bias.detach() for linear in linears]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return SeedBatchedLinearFunction.apply(x, self.weight, self.bias)
+
+    def copy_seed_into(self, seed_index: int, linear: nn.Linear) -> None:
+        with torch.no_grad():
+            linear.weight.copy_(self.weight[seed_index])
+            linear.bias.copy_(self.bias[seed_index])
+
+
+def summed_mean_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Each seed's mean cross-entropy over its batch (logits (S, B, classes), targets (S, B)), summed over
+    the seeds: each seed's parameters get exactly the gradient of its own mean loss."""
+    seeds = logits.shape[0]
+    return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none").view(seeds, -1).mean(dim=1).sum()
+
+
+@torch.no_grad()
+def correct_counts(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+                   chunk: int) -> torch.Tensor:
+    """Per seed, how many of its rows the arg-max of `forward` gets right: x (S, n, ...), y (S, n) (an
+    expanded view serves where the seeds share their rows), `chunk` rows of every seed per forward pass,
+    as the sequential evaluation batches them. An int64 tensor (S,) on y's device."""
+    correct = torch.zeros(x.shape[0], dtype=torch.int64, device=y.device)
+    for start in range(0, x.shape[1], chunk):
+        correct += (forward(x[:, start:start + chunk]).argmax(dim=2) == y[:, start:start + chunk]).sum(dim=1)
+    return correct
+
+
+def each_seed_sequentially(protocol: Callable[..., dict], seeds: Sequence[int], **arguments) -> list[dict]:
+    """[protocol(seed=s, **arguments) for s in seeds], each after `seed_everything(s)`, as the runner makes
+    the runs without batching: a form's fallback for what it does not batch (and the reference its batched
+    runs are checked against)."""
+    outputs = []
+    for seed in seeds:
+        seed_everything(seed)
+        outputs.append(protocol(seed=seed, **arguments))
+    return outputs
