@@ -1,15 +1,16 @@
 """Speed of training five seeds in one seed-batched pass against five sequential protocol calls.
 
-The sparse-synapse Permuted MNIST MLP (dense and sparse arms, the headline table) at a reduced size:
-five pre-registered seeds, as the run engine would call them, either one `permuted_mnist_mlp` call
-per seed after `seed_everything(seed)`, or one `permuted_mnist_mlp_seeds` call. On CUDA when
-available (where a step of a small MLP is launch-bound and batching should pay), else on the CPU
-(where it should not: DESIGN.md measured 0.7-0.9x on 2 cores).
+Two forms at a reduced size: the sparse-synapse Permuted MNIST MLP (dense and sparse arms, the
+headline table) and SGM's gradient masking on Split MNIST (a baseline and an SGM model per seed).
+Five pre-registered seeds, as the run engine would call them: one protocol call per seed after
+`seed_everything(seed)`, or one call of the seed-batched form. On CUDA when available (where a step
+of a small MLP is launch-bound and batching should pay), else on the CPU (where it should not:
+DESIGN.md measured 0.7-0.9x on 2 cores).
 
 Each round times both, alternating which goes first, so a change in machine load during the run
 affects both alike. The speed-up (sequential time / batched time) is reported with its median and
 spread over the rounds, with the device, in `benchmark.extra_info` and on stdout (`-s`). Nothing is
-asserted about it: the property tests in tests/test_sparse_synapses_batched.py check the outputs.
+asserted about it: the property tests in tests/test_*_batched.py check the outputs.
 """
 
 import statistics
@@ -20,14 +21,22 @@ import torch
 
 from implementations.common.datasets import DatasetMissing, load_mnist, resolve_data_dir
 from implementations.common.seeding import seed_everything
-from implementations.sparse_synapses.seed_batched import permuted_mnist_mlp_seeds
+from implementations.sgm.protocols import gradient_masking_split
+from implementations.sgm.seed_batched import gradient_masking_split_seeds
 from implementations.sparse_synapses.protocols import permuted_mnist_mlp
+from implementations.sparse_synapses.seed_batched import permuted_mnist_mlp_seeds
 
 SEEDS = (0, 1, 2, 3, 4)
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-# The published network's shape of k-WTA (k = 4 winners) on a narrower layer and a subset of MNIST.
-PARAMS = dict(arms=["dense", "sparse"], hidden_units=400, percent_on_fc=0.01, n_tasks=3, epochs=1,
-              train_size=1000, test_size=500)
+CASES = {
+    # The published network's shape of k-WTA (k = 4 winners) on a narrower layer and a subset of MNIST.
+    "permuted-mnist-mlp": (permuted_mnist_mlp, permuted_mnist_mlp_seeds,
+                           dict(arms=["dense", "sparse"], hidden_units=400, percent_on_fc=0.01, n_tasks=3, epochs=1,
+                                train_size=1000, test_size=500)),
+    # The script's 784-1024-1024-2 MLPs on the first 2000 images of three digit pairs, one epoch each.
+    "sgm-gradient-masking": (gradient_masking_split, gradient_masking_split_seeds,
+                             dict(n_tasks=3, epochs=1, max_per_task=2000, max_test_per_task=1000)),
+}
 ROUNDS = 3
 
 
@@ -41,43 +50,46 @@ def data_dir():
     return directory
 
 
-def sequential(data_dir):
+def sequential(protocol, form, params, data_dir):
     for seed in SEEDS:
         seed_everything(seed)
-        permuted_mnist_mlp(seed=seed, device=DEVICE, data_dir=data_dir, **PARAMS)
+        protocol(seed=seed, device=DEVICE, data_dir=data_dir, **params)
 
 
-def batched(data_dir):
+def batched(protocol, form, params, data_dir):
     seed_everything(SEEDS[0])
-    permuted_mnist_mlp_seeds(seeds=SEEDS, device=DEVICE, data_dir=data_dir, **PARAMS)
+    form(seeds=SEEDS, device=DEVICE, data_dir=data_dir, **params)
 
 
-def timed(run, data_dir) -> float:
+def timed(run, case, data_dir) -> float:
     if DEVICE == "cuda":
         torch.cuda.synchronize()
     started = time.perf_counter()
-    run(data_dir)
+    run(*case, data_dir)
     if DEVICE == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - started
 
 
-@pytest.mark.benchmark(group="permuted-mnist-mlp-5-seeds")
-def test_seed_batching_speedup(benchmark, data_dir):
+@pytest.mark.parametrize("name", CASES)
+def test_seed_batching_speedup(benchmark, data_dir, name):
+    benchmark.group = f"{name}-5-seeds"
+    case = CASES[name]
     seconds: dict[str, list[float]] = {"sequential": [], "batched": []}
     order = [("sequential", sequential), ("batched", batched)]
 
     def one_round():
-        for name, run in order:
-            seconds[name].append(timed(run, data_dir))
+        for label, run in order:
+            seconds[label].append(timed(run, case, data_dir))
         order.reverse()
 
     benchmark.pedantic(one_round, rounds=ROUNDS, warmup_rounds=1)
     speedups = [s / b for s, b in zip(seconds["sequential"][1:], seconds["batched"][1:])]  # warm-up round left out
     device_name = torch.cuda.get_device_name() if DEVICE == "cuda" else f"cpu, {torch.get_num_threads()} threads"
     benchmark.extra_info.update(
-        device=device_name, seeds=len(SEEDS), params=PARAMS,
+        device=device_name, seeds=len(SEEDS), params=case[2],
         sequential_seconds=seconds["sequential"][1:], batched_seconds=seconds["batched"][1:],
         speedup_median=statistics.median(speedups), speedup_min=min(speedups), speedup_max=max(speedups))
-    print(f"\n{len(SEEDS)} seeds on {device_name}: sequential/batched time = {statistics.median(speedups):.2f}x "
-          f"(median of {len(speedups)} rounds, range {min(speedups):.2f}-{max(speedups):.2f})")
+    print(f"\n{name}, {len(SEEDS)} seeds on {device_name}: sequential/batched time = "
+          f"{statistics.median(speedups):.2f}x (median of {len(speedups)} rounds, range "
+          f"{min(speedups):.2f}-{max(speedups):.2f})")
