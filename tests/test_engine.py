@@ -172,7 +172,7 @@ def test_estimates_come_from_stored_wall_times(tmp_path, toy):
     other = toy(toy_entry("c", params="{ sleep = 0.3 }", seeds="[1]"))
     (guess,) = runner.plan(other).jobs
     assert guess.estimate == pytest.approx(0.2, abs=0.15) and not guess.estimate_from_same_params
-    assert "(from other parameters)" in runner.plan(other).lines()[0]
+    assert "(from other parameters)" in runner.plan(other).lines()[0]  # one other size: no spread to show
     assert "pending: 1 run(s)" in second.lines()[-1]
 
 
@@ -524,3 +524,41 @@ def test_a_smoke_plan_takes_no_estimate_from_full_size_runs_of_other_parameters(
     assert runner.plan(entries).jobs[0].estimate == 42.0
     full = make_runner(tmp_path / "f.sqlite", profile="full", reference_walls=runner.reference_walls[:1])
     assert full.plan(entries).jobs[0].estimate == 7.0  # a full-size run of other parameters: a rough guide
+
+
+def test_an_estimate_from_other_parameters_shows_how_far_they_spread():
+    """A protocol run at several sizes (CI-sized 40 s, full-size 1h08m): the mean of its runs of other
+    parameters says little, so the plan line gives the range of those parameters' times beside it."""
+    from verify.planner import RunSpec, WallTimes
+
+    walls = WallTimes([("p", '{"n": 1}', "cpu", 30.0), ("p", '{"n": 1}', "cpu", 50.0), ("p", '{"n": 2}', "cpu", 4080.0)])
+    spec = RunSpec("p", {"n": 3}, 0, "cpu", "t", "c", 1)
+    assert walls.estimate(spec) == ((30.0 + 50.0 + 4080.0) / 3, False, False)
+    assert walls.spread(spec) == (40.0, 4080.0)  # per-parameter means, lowest and highest
+    assert walls.spread(RunSpec("p", {"n": 1}, 0, "cpu", "t", "c", 1)) is None  # same parameters: no spread
+    from types import SimpleNamespace
+
+    from verify.planner import Job, Plan
+
+    job = Job([SimpleNamespace(describe=lambda: "p seed 0 on cpu")], estimate=1386.7, spread=(40.0, 4080.0))
+    assert "est. ~23m07s (from other parameters: 40.0s to 1h08m)" in Plan([job], 0, {}).lines()[0]
+
+
+@pytest.mark.parametrize("workers, threads, cores, load, expected", [
+    (1, 1, 2, 0.0, None),
+    (2, 1, 2, 5.0, None),  # one thread per run never spins
+    (2, 2, 2, 0.0, "2 worker(s) x 2 thread(s) per run = 4 threads on 2 CPU core(s)"),
+    (1, 2, 2, 2.2, "about 1 other busy process(es) share the 2 CPU core(s)"),
+    (1, 2, 2, 1.4, None),  # the load is this process's own
+    (1, 2, 8, 4.0, None),
+])
+def test_oversubscribed_cpus_are_named_before_runs_start(workers, threads, cores, load, expected):
+    """A --workers 1 session inherited 2 threads on 2 cores already busy with 1-thread runs: OpenMP
+    spin-waiting made a 12 s run take 2-8 minutes. The engine says so before it starts."""
+    from verify.executors import cpu_oversubscription
+
+    note = cpu_oversubscription(workers, threads, cores=cores, load=load)
+    if expected is None:
+        assert note is None
+    else:
+        assert note.startswith("note: ") and expected in note and "--threads" in note

@@ -74,6 +74,7 @@ class Job:
     estimate: float | None = None  # seconds, from stored wall times of the same protocol
     estimate_from_same_params: bool = False  # else from runs of the protocol with other parameters
     estimate_from_reference: bool = False  # from the reference bundle's runs (another machine), not this store's
+    spread: tuple[float, float] | None = None  # other parameters' times, lowest and highest (estimates from them)
     missing: list[str] = field(default_factory=list)  # data files it reads that are absent: it ends `not run` at once
 
     @property
@@ -118,12 +119,12 @@ class Plan:
             elif job.estimate is None:
                 estimate = "est. unknown"
             elif job.estimate_from_reference:
-                other = "" if job.estimate_from_same_params else ", other parameters"
+                other = "" if job.estimate_from_same_params else f", other parameters{_spread(job)}"
                 estimate = f"est. ~{format_seconds(job.estimate)} (reference bundle{other})"
             elif job.estimate_from_same_params:
                 estimate = f"est. {format_seconds(job.estimate)}"
             else:
-                estimate = f"est. ~{format_seconds(job.estimate)} (from other parameters)"
+                estimate = f"est. ~{format_seconds(job.estimate)} (from other parameters{_spread(job)})"
             readers = ", ".join(job.entries[:3]) + (f" +{len(job.entries) - 3} more" if len(job.entries) > 3 else "")
             lines.append(f"[{index}/{len(self.jobs)}] {job.describe()}  {estimate}  ({readers})")
         known, unknown = self.estimate()
@@ -150,6 +151,13 @@ class Plan:
             lines.append(f"note: {sum(self.older_code.values())} pending run(s) are stored under other code of their "
                          f"protocol ({listed}): the source they reach changed since, so they run again")
         return lines
+
+
+def _spread(job: Job) -> str:
+    """': 40.0s to 1h08m' where the other parameters' times differ (a protocol run at several sizes)."""
+    if job.spread is None or format_seconds(job.spread[0]) == format_seconds(job.spread[1]):
+        return ""
+    return f": {format_seconds(job.spread[0])} to {format_seconds(job.spread[1])}"
 
 
 def parallel_wall(seconds: Iterable[float], workers: int) -> float:
@@ -195,6 +203,18 @@ class WallTimes:
             coarse[protocol, device].append(wall)
         return ({key: sum(values) / len(values) for key, values in exact.items()},
                 {key: sum(values) / len(values) for key, values in coarse.items()})
+
+    def spread(self, spec: RunSpec) -> tuple[float, float] | None:
+        """(lowest, highest) mean time of the protocol's parameter sets on the device, where the estimate
+        comes from other parameters (None where it comes from the same ones, or there is none)."""
+        for exact, coarse in self._tables:
+            if spec.group in exact:
+                return None
+            if (spec.protocol, spec.device) in coarse:
+                times = [wall for (protocol, _, device), wall in exact.items()
+                         if (protocol, device) == (spec.protocol, spec.device)]
+                return min(times), max(times)
+        return None
 
     def estimate(self, spec: RunSpec) -> tuple[float | None, bool, bool]:
         """(seconds or None, whether from runs with the same parameters, whether from the reference)."""
@@ -257,6 +277,9 @@ def build_plan(needs: Iterable[tuple[str, list[RunSpec] | str]], store: ResultsS
         job.estimate = None if None in seconds else sum(seconds)
         job.estimate_from_same_params = all(same for _, same, _ in estimates)
         job.estimate_from_reference = any(reference for _, _, reference in estimates)
+        spreads = [walls.spread(spec) for spec in job.specs]
+        if job.estimate is not None and None not in spreads:  # a batched job's: its seeds' spreads summed
+            job.spread = (sum(low for low, _ in spreads), sum(high for _, high in spreads))
     if longest_first:
         jobs.sort(key=lambda job: -(float("inf") if job.estimate is None else job.estimate))
     cached = len(set(specs) & (stored | done))

@@ -30,7 +30,7 @@ import torch
 
 from verify import baseline as baseline_file
 from verify import report
-from verify.executors import Executor, PoolExecutor, RayExecutor, SequentialExecutor
+from verify.executors import Executor, PoolExecutor, RayExecutor, SequentialExecutor, cpu_oversubscription
 from verify.ledger import NO_SOURCES, Entry, LedgerError, default_seeds_dir, load_ledger
 from verify.runner import Runner, engine_settings, resolve_device
 from verify.store import ResultsStore, canonical_json, merge_verdicts, write_text_atomic
@@ -351,6 +351,11 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
         _fetch_data(config, entries, runner.data_dir)
     for line in plan.lines(workers)[len(plan.jobs):]:  # the totals (and any note), not one line per job
         runner.progress(line)
+    runnable = sum(not job.missing for job in plan.jobs)
+    if runnable and config.getoption("ray_address") is None:  # a cluster's cores are not this machine's
+        note = cpu_oversubscription(min(workers, runnable), runner.threads)
+        if note is not None:
+            runner.progress(note)
     runner.execute_plan(plan, state.executor(), workers)
     return None
 
