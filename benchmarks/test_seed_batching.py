@@ -1,7 +1,8 @@
 """Speed of training five seeds in one seed-batched pass against five sequential protocol calls.
 
-Two forms at a reduced size: the sparse-synapse Permuted MNIST MLP (dense and sparse arms, the
-headline table) and SGM's gradient masking on Split MNIST (a baseline and an SGM model per seed).
+Three forms at a reduced size: the sparse-synapse Permuted MNIST MLP (dense and sparse arms, the
+headline table), SGM's gradient masking on Split MNIST (a baseline and an SGM model per seed) and
+DTG-MA's Split MNIST table (its minibatch methods: DTG-MA, LoRA, Adapter, DER++).
 Five pre-registered seeds, as the run engine would call them: one protocol call per seed after
 `seed_everything(seed)`, or one call of the seed-batched form. On CUDA when available (where a step
 of a small MLP is launch-bound and batching should pay), else on the CPU (where it should not:
@@ -21,6 +22,8 @@ import torch
 
 from implementations.common.datasets import DatasetMissing, load_mnist, resolve_data_dir
 from implementations.common.seeding import seed_everything
+from implementations.dtgma.protocols import baseline_table
+from implementations.dtgma.seed_batched import baseline_table_seeds
 from implementations.sgm.protocols import gradient_masking_split
 from implementations.sgm.seed_batched import gradient_masking_split_seeds
 from implementations.sparse_synapses.protocols import permuted_mnist_mlp
@@ -36,6 +39,11 @@ CASES = {
     # The script's 784-1024-1024-2 MLPs on the first 2000 images of three digit pairs, one epoch each.
     "sgm-gradient-masking": (gradient_masking_split, gradient_masking_split_seeds,
                              dict(n_tasks=3, epochs=1, max_per_task=2000, max_test_per_task=1000)),
+    # DTG-MA's Split MNIST table with its minibatch methods (the ones the form batches), 300 images per
+    # digit, 3 epochs per task.
+    "dtgma-minibatch-methods": (baseline_table, baseline_table_seeds,
+                                dict(methods=("dtgma", "lora", "adapter", "derpp"), epochs=3,
+                                     stream_options={"train_per_class": 300, "test_per_class": 100})),
 }
 ROUNDS = 3
 

@@ -32,3 +32,29 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def _checked_data_dir(load):
+    """The data directory, once `load`'s train and test files parse there; a missing one skips, naming it."""
+    from implementations.common.datasets import DatasetMissing, resolve_data_dir
+
+    directory = resolve_data_dir()
+    try:
+        load(directory, "train"), load(directory, "test")  # parsed once, cached for the module's tests
+    except DatasetMissing as missing:
+        pytest.skip(str(missing))
+    return directory
+
+
+@pytest.fixture(scope="module")
+def mnist_data_dir():
+    from implementations.common.datasets import load_mnist
+
+    return _checked_data_dir(load_mnist)
+
+
+@pytest.fixture(scope="module")
+def cifar10_data_dir():
+    from implementations.common.datasets import load_cifar10
+
+    return _checked_data_dir(load_cifar10)

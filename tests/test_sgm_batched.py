@@ -14,7 +14,6 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from implementations.common.datasets import DatasetMissing, load_cifar10, load_mnist, resolve_data_dir
 from implementations.common.seed_batching import each_seed_sequentially
 from implementations.common.seeding import seed_everything
 from implementations.sgm.protocols import gradient_masking_split
@@ -24,23 +23,14 @@ PROTOCOL = "implementations.sgm.protocols:gradient_masking_split"
 SMALL = dict(n_tasks=2, epochs=2, batch_size=12, max_per_task=30, max_test_per_task=20)
 
 
-def _data_dir(load) -> object:
-    directory = resolve_data_dir()
-    try:
-        load(directory, "train"), load(directory, "test")
-    except DatasetMissing as missing:
-        pytest.skip(str(missing))
-    return directory
+@pytest.fixture(scope="module")
+def data_dir(mnist_data_dir):
+    return mnist_data_dir
 
 
 @pytest.fixture(scope="module")
-def data_dir():
-    return _data_dir(load_mnist)
-
-
-@pytest.fixture(scope="module")
-def cifar_dir():
-    return _data_dir(load_cifar10)
+def cifar_dir(cifar10_data_dir):
+    return cifar10_data_dir
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -16,7 +16,6 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from implementations.common.datasets import DatasetMissing, load_mnist, resolve_data_dir
 from implementations.common.seed_batching import each_seed_sequentially
 from implementations.common.seeding import seed_everything
 from implementations.sparse_synapses.protocols import (
@@ -37,13 +36,8 @@ SMALL = dict(arms=list(ARMS), hidden_units=16, hidden_layers=1, percent_on_fc=0.
 
 
 @pytest.fixture(scope="module")
-def data_dir():
-    directory = resolve_data_dir()
-    try:
-        load_mnist(directory, "train"), load_mnist(directory, "test")
-    except DatasetMissing as missing:
-        pytest.skip(str(missing))
-    return directory
+def data_dir(mnist_data_dir):
+    return mnist_data_dir
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

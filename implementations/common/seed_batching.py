@@ -57,6 +57,82 @@ class SeedBatchedLinear(nn.Module):
             linear.bias.copy_(self.bias[seed_index])
 
 
+class ReplayedDropout(nn.Module):
+    """In training, multiplies by `noise`: the slice, set before each step, of what every seed's own
+    nn.Dropout would have drawn for this batch (`DropoutStream`), (seeds, batch, *shape) with `shape` one
+    sample's shape where the sequential dropout applies (its noise is reshaped to the input's shape)."""
+
+    def __init__(self, p: float, shape: Sequence[int]):
+        super().__init__()
+        self.p = p
+        self.shape = tuple(shape)
+        self.noise: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.noise.reshape(x.shape) if self.training else x
+
+
+class DropoutStream:
+    """One seed's dropout generator: the global torch generator's state right after the seed's model was
+    built (where the sequential run's nn.Dropout starts drawing), swapped in only while drawing.
+
+    `F.dropout` itself draws the noise, on ones of the shape the sequential run's dropout sees, so the
+    noise is what the sequential run multiplies by on CPU (bernoulli) and on CUDA (the fused philox
+    kernel, whose offset advances with the shape) alike.
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.state = self._global_state()
+
+    def _global_state(self) -> torch.Tensor:
+        return torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else torch.get_rng_state()
+
+    def draw_epoch(self, batch_sizes: Sequence[int], dropouts: Sequence[ReplayedDropout],
+                   into: Sequence[torch.Tensor]) -> None:
+        """Fill into[l] (samples of the epoch, *dropout l's shape) with the epoch's draws in the sequential
+        order: step by step, and within a step dropout by dropout (`dropouts` in forward order)."""
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            if self.device.type == "cuda":
+                torch.cuda.set_rng_state(self.state, self.device)
+            else:
+                torch.set_rng_state(self.state)
+            start = 0
+            for batch_size in batch_sizes:
+                for noise, dropout in zip(into, dropouts):
+                    ones = torch.ones(batch_size, *dropout.shape, device=self.device)
+                    noise[start:start + batch_size] = F.dropout(ones, dropout.p, training=True)
+                start += batch_size
+            self.state = self._global_state()
+
+
+def seed_batched_steps(x_train: torch.Tensor, y_train: torch.Tensor, generators: Sequence[torch.Generator],
+                       streams: Sequence[DropoutStream], dropouts: Sequence[ReplayedDropout], *, epochs: int,
+                       batch_size: int):
+    """Every seed's batches of `epochs` passes over one task: x_train (S, n, ...), y_train (S, n).
+
+    Per epoch each seed's order is a `randperm` from its own generator (as `shuffled_batches` draws it) and
+    each seed's dropout noise for the epoch is drawn from its stream; before each step the step's slice of
+    the noise is set on `dropouts` (in forward order). Yields (x, y), (S, batch, ...) and (S, batch).
+    """
+    device = x_train.device
+    seed_rows = torch.arange(x_train.shape[0], device=device).unsqueeze(1)
+    n_samples = x_train.shape[1]
+    batch_sizes = [min(batch_size, n_samples - start) for start in range(0, n_samples, batch_size)]
+    for _ in range(epochs):
+        orders = torch.stack([torch.randperm(n_samples, generator=generator, device=generator.device)
+                              for generator in generators]).to(device)
+        noise = [torch.empty(len(streams), n_samples, *dropout.shape, device=device) for dropout in dropouts]
+        if dropouts:
+            for seed_index, stream in enumerate(streams):
+                stream.draw_epoch(batch_sizes, dropouts, [layer_noise[seed_index] for layer_noise in noise])
+        for start in range(0, n_samples, batch_size):
+            batch = orders[:, start:start + batch_size]
+            for dropout, layer_noise in zip(dropouts, noise):
+                dropout.noise = layer_noise[:, start:start + batch_size]
+            yield x_train[seed_rows, batch], y_train[seed_rows, batch]
+
+
 def summed_mean_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Each seed's mean cross-entropy over its batch (logits (S, B, classes), targets (S, B)), summed over
     the seeds: each seed's parameters get exactly the gradient of its own mean loss."""

@@ -45,11 +45,17 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from implementations.common.models import count_parameters
-from implementations.common.seed_batching import SeedBatchedLinear, correct_counts, summed_mean_cross_entropy
+from implementations.common.seed_batching import (
+    DropoutStream,
+    ReplayedDropout,
+    SeedBatchedLinear,
+    correct_counts,
+    seed_batched_steps,
+    summed_mean_cross_entropy,
+)
 from implementations.common.seeding import torch_generator
 from implementations.sparse_synapses import protocols
 from implementations.sparse_synapses.kwinners import KWinners, winners_mask
@@ -88,49 +94,6 @@ class _SeedBatchedKWinners(KWinners):
         layer.learning_iterations = self.learning_iterations
 
 
-class _ReplayedDropout(nn.Module):
-    """In training, multiplies by `noise`: the slice, set before each step, of what every seed's own
-    nn.Dropout would have drawn for this batch (`_DropoutStream`)."""
-
-    def __init__(self, p: float, width: int):
-        super().__init__()
-        self.p = p
-        self.width = width
-        self.noise: torch.Tensor | None = None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.noise if self.training else x
-
-
-class _DropoutStream:
-    """One seed's dropout generator: the global torch generator's state right after the seed's model was
-    built (where the sequential run's nn.Dropout starts drawing), swapped in only while drawing."""
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.state = self._global_state()
-
-    def _global_state(self) -> torch.Tensor:
-        return torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else torch.get_rng_state()
-
-    def draw_epoch(self, batch_sizes: Sequence[int], dropouts: Sequence[_ReplayedDropout],
-                   into: Sequence[torch.Tensor]) -> None:
-        """Fill into[l] (samples of the epoch, width of dropout l) with the epoch's draws in the sequential
-        order: step by step, and within a step layer by layer."""
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            if self.device.type == "cuda":
-                torch.cuda.set_rng_state(self.state, self.device)
-            else:
-                torch.set_rng_state(self.state)
-            start = 0
-            for batch_size in batch_sizes:
-                for noise, dropout in zip(into, dropouts):
-                    ones = torch.ones(batch_size, dropout.width, device=self.device)
-                    noise[start:start + batch_size] = F.dropout(ones, dropout.p, training=True)
-                start += batch_size
-            self.state = self._global_state()
-
-
 def _seed_batched_layer(same_layer: Sequence[nn.Module], width: int) -> nn.Module:
     """One layer of the seed-batched network from that layer of every seed's model."""
     first = same_layer[0]
@@ -150,7 +113,7 @@ def _seed_batched_layer(same_layer: Sequence[nn.Module], width: int) -> nn.Modul
     if isinstance(first, nn.ReLU):
         return nn.ReLU()
     if isinstance(first, nn.Dropout):
-        return _ReplayedDropout(first.p, width)
+        return ReplayedDropout(first.p, (width,))
     raise NotImplementedError(f"no seed-batched version of {type(first).__name__}")
 
 
@@ -232,43 +195,30 @@ def _stacked(same_task_lists) -> list[tuple[torch.Tensor, torch.Tensor]]:
 
 
 def _train(net: nn.Sequential, optimizer: torch.optim.Optimizer, seed_tasks, seeds: Sequence[int],
-           dropout_streams: Sequence[_DropoutStream], *, epochs: int, batch_size: int, device: torch.device,
-           after_task=None) -> None:
+           dropout_streams: Sequence[DropoutStream], *, epochs: int, batch_size: int, after_task=None) -> None:
     """train_task over the stream for every seed at once (each seed's batch order from its own
     generator, as run_stream and the tuned-rate search draw it); `after_task()` after each task."""
     generators = [torch_generator(seed) for seed in seeds]
-    dropouts = [layer for layer in net.modules() if isinstance(layer, _ReplayedDropout)]  # in forward order
-    seed_rows = torch.arange(len(seeds), device=device).unsqueeze(1)
+    dropouts = [layer for layer in net.modules() if isinstance(layer, ReplayedDropout)]  # in forward order
     net.train()
     for task_index in range(len(seed_tasks[0])):
         task_id = seed_tasks[0][task_index].task_id
         x_train = torch.stack([tasks[task_index].x_train for tasks in seed_tasks])
         y_train = torch.stack([tasks[task_index].y_train for tasks in seed_tasks])
-        n_samples = x_train.shape[1]
-        batch_sizes = [min(batch_size, n_samples - start) for start in range(0, n_samples, batch_size)]
-        for _ in range(epochs):
-            orders = torch.stack([torch.randperm(n_samples, generator=generator, device=generator.device)
-                                  for generator in generators]).to(device)
-            noise = [torch.empty(len(seeds), n_samples, dropout.width, device=device) for dropout in dropouts]
-            for seed_index, stream in enumerate(dropout_streams):
-                stream.draw_epoch(batch_sizes, dropouts, [layer_noise[seed_index] for layer_noise in noise])
-            for start in range(0, n_samples, batch_size):
-                batch = orders[:, start:start + batch_size]
-                for dropout, layer_noise in zip(dropouts, noise):
-                    dropout.noise = layer_noise[:, start:start + batch_size]
-                logits = _forward(net, x_train[seed_rows, batch], task_id)
-                loss = summed_mean_cross_entropy(logits, y_train[seed_rows, batch])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                rezero_weights(net)  # SparseSynapses.after_step
+        for x, y in seed_batched_steps(x_train, y_train, generators, dropout_streams, dropouts, epochs=epochs,
+                                       batch_size=batch_size):
+            loss = summed_mean_cross_entropy(_forward(net, x, task_id), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            rezero_weights(net)  # SparseSynapses.after_step
         if after_task is not None:
             after_task()
 
 
 def _train_and_test(net: nn.Sequential, optimizer: torch.optim.Optimizer, seed_tasks, seeds: Sequence[int],
-                    dropout_streams: Sequence[_DropoutStream], *, epochs: int, batch_size: int,
-                    device: torch.device) -> list[list[list[float]]]:
+                    dropout_streams: Sequence[DropoutStream], *, epochs: int,
+                    batch_size: int) -> list[list[list[float]]]:
     """run_stream for every seed at once; returns each seed's accuracy matrix."""
     test_sets = _stacked(seed_tasks)
     matrices: list[list[list[float]]] = [[] for _ in seeds]
@@ -279,7 +229,7 @@ def _train_and_test(net: nn.Sequential, optimizer: torch.optim.Optimizer, seed_t
         for matrix, row in zip(matrices, _accuracy_rows(net, test_sets, task_ids)):
             matrix.append(row)
 
-    _train(net, optimizer, seed_tasks, seeds, dropout_streams, epochs=epochs, batch_size=batch_size, device=device,
+    _train(net, optimizer, seed_tasks, seeds, dropout_streams, epochs=epochs, batch_size=batch_size,
            after_task=record_row)
     return matrices
 
@@ -290,7 +240,7 @@ def _stacked_models(arm: str, config, seeds: Sequence[int], device: str, **shape
     for seed in seeds:
         models.append(protocols._permuted_model(arm, config, architecture="mlp", conv_channels=(), fc_units=0,
                                                 seed=seed, device=device, **shape))
-        dropout_streams.append(_DropoutStream(torch.device(device)))
+        dropout_streams.append(DropoutStream(torch.device(device)))
     return models, dropout_streams
 
 
@@ -349,7 +299,7 @@ def permuted_mnist_mlp_seeds(*, seeds: Sequence[int], device: str, data_dir: pat
         optimizer = make_sgd(lr=settings["lr"], momentum=settings["momentum"], nesterov=settings["nesterov"],
                              weight_decay=settings["weight_decay"])(net, 0)
         matrices = _train_and_test(net, optimizer, seed_tasks, seeds, dropout_streams, epochs=settings["epochs"],
-                                   batch_size=settings["batch_size"], device=torch_device)
+                                   batch_size=settings["batch_size"])
         seconds = (time.perf_counter() - started) / len(seeds)
         for seed_index, (model, tasks, matrix, seed_outputs) in enumerate(zip(models, seed_tasks, matrices, outputs)):
             _copy_seed_into(net, seed_index, model)
@@ -407,7 +357,7 @@ def permuted_mnist_mlp_tuned_lr_seeds(*, seeds: Sequence[int], device: str, data
             optimizer = make_sgd(lr=lr, momentum=settings["momentum"], nesterov=settings["nesterov"],
                                  weight_decay=settings["weight_decay"])(net, 0)
             _train(net, optimizer, seed_tasks, seeds, dropout_streams, epochs=settings["epochs"],
-                   batch_size=settings["batch_size"], device=torch_device)
+                   batch_size=settings["batch_size"])
             for scores, rows in ((validation_scores, _accuracy_rows(net, validation_sets)),
                                  (test_scores, _accuracy_rows(net, test_sets))):
                 for seed_scores, row in zip(scores, rows):
@@ -466,13 +416,13 @@ def split_mnist_task_incremental_seeds(*, seeds: Sequence[int], device: str, dat
             models.append(MultiHeadSparseMLP(
                 784, [settings["hidden_units"]] * settings["hidden_layers"], 10, len(tasks), settings["dropout"],
                 config, np.random.default_rng([seed, protocols._MASK_STREAM])).to(device))
-            dropout_streams.append(_DropoutStream(torch_device))
+            dropout_streams.append(DropoutStream(torch_device))
         started = time.perf_counter()
         net = _SeedBatchedMultiHead(models)
         optimizer = make_sgd(lr=settings["lr"], momentum=settings["momentum"], nesterov=settings["nesterov"],
                              weight_decay=settings["weight_decay"], trained=trained)(net, 0)
         matrices = _train_and_test(net, optimizer, seed_tasks, seeds, dropout_streams, epochs=settings["epochs"],
-                                   batch_size=settings["batch_size"], device=torch_device)
+                                   batch_size=settings["batch_size"])
         seconds = (time.perf_counter() - started) / len(seeds)
         for model, matrix, seed_outputs in zip(models, matrices, outputs):
             seed_outputs[f"{arm}_seconds"] = seconds
