@@ -79,11 +79,8 @@ def timed(run, case, data_dir) -> float:
     return time.perf_counter() - started
 
 
-@pytest.mark.parametrize("name", CASES)
-def test_seed_batching_speedup(benchmark, data_dir, name):
-    benchmark.group = f"{name}-5-seeds"
-    case = CASES[name]
-    seconds: dict[str, list[float]] = {"sequential": [], "batched": []}
+def rounds_of(case, data_dir, seconds: dict[str, list[float]]):
+    """One round: both sides once, the one that went second going first next time."""
     order = [("sequential", sequential), ("batched", batched)]
 
     def one_round():
@@ -91,13 +88,55 @@ def test_seed_batching_speedup(benchmark, data_dir, name):
             seconds[label].append(timed(run, case, data_dir))
         order.reverse()
 
-    benchmark.pedantic(one_round, rounds=ROUNDS, warmup_rounds=1)
+    return one_round
+
+
+def summary(name: str, case, seconds: dict[str, list[float]]) -> dict:
+    """The speed-up (sequential / batched) per round after the warm-up, with the device; printed too."""
     speedups = [s / b for s, b in zip(seconds["sequential"][1:], seconds["batched"][1:])]  # warm-up round left out
     device_name = torch.cuda.get_device_name() if DEVICE == "cuda" else f"cpu, {torch.get_num_threads()} threads"
-    benchmark.extra_info.update(
-        device=device_name, seeds=len(SEEDS), params=case[2],
-        sequential_seconds=seconds["sequential"][1:], batched_seconds=seconds["batched"][1:],
-        speedup_median=statistics.median(speedups), speedup_min=min(speedups), speedup_max=max(speedups))
     print(f"\n{name}, {len(SEEDS)} seeds on {device_name}: sequential/batched time = "
           f"{statistics.median(speedups):.2f}x (median of {len(speedups)} rounds, range "
-          f"{min(speedups):.2f}-{max(speedups):.2f})")
+          f"{min(speedups):.2f}-{max(speedups):.2f})", flush=True)
+    return dict(device=device_name, torch=torch.__version__, seeds=len(SEEDS), params=case[2],
+                sequential_seconds=seconds["sequential"][1:], batched_seconds=seconds["batched"][1:],
+                speedup_median=statistics.median(speedups), speedup_min=min(speedups), speedup_max=max(speedups))
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_seed_batching_speedup(benchmark, data_dir, name):
+    benchmark.group = f"{name}-5-seeds"
+    case = CASES[name]
+    seconds: dict[str, list[float]] = {"sequential": [], "batched": []}
+    benchmark.pedantic(rounds_of(case, data_dir, seconds), rounds=ROUNDS, warmup_rounds=1)
+    benchmark.extra_info.update(summary(name, case, seconds))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The same measurement without pytest-benchmark (a GPU machine that has pytest but not the plugin):
+    `python benchmarks/test_seed_batching.py [--json FILE] [case ...]`."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("cases", nargs="*", metavar="case", help=f"of {', '.join(CASES)} (default: all)")
+    parser.add_argument("--json", help="write the measurements here")
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.cases if name not in CASES]
+    if unknown:
+        parser.error(f"unknown case {unknown[0]!r}; choose from {', '.join(CASES)}")
+    data_dir = resolve_data_dir()
+    results = {}
+    for name in args.cases or CASES:
+        seconds: dict[str, list[float]] = {"sequential": [], "batched": []}
+        one_round = rounds_of(CASES[name], data_dir, seconds)
+        for _ in range(1 + ROUNDS):  # the warm-up round first, as pedantic's
+            one_round()
+        results[name] = summary(name, CASES[name], seconds)
+        if args.json:
+            with open(args.json, "w") as file:
+                json.dump(results, file, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -47,5 +47,13 @@ sessions=${SESSIONS:-resnet sparse dtgma-long sgm}
 for name in $sessions; do run_named "$name" & done
 OMP_NUM_THREADS=1 timeout -k 15 "$limit" $py -m pytest -q -p no:cacheprovider tests >> "$out/tests.log" 2>&1
 echo "tests exit $?" >> "$out/tests.log"
+# Then, in the time left, the seed-batching ratios (#10's 10x target), 5 seeds batched against one at a
+# time, alternating in each round (the sessions above share the GPU: both sides see the same load); as a
+# script, since the GPU machine's python has pytest but not pytest-benchmark.
+left=$(( limit - SECONDS - 20 ))
+if [ "$left" -gt 60 ]; then
+  timeout -k 15 "$left" $py benchmarks/test_seed_batching.py --json "$out/seed-batching.json" > "$out/bench.log" 2>&1
+  echo "benchmarks exit $?" >> "$out/bench.log"
+fi
 wait
 for name in $sessions; do echo "=== $name"; cat "/tmp/$name.log"; done > "$out/claims.log"
