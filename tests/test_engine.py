@@ -562,3 +562,27 @@ def test_oversubscribed_cpus_are_named_before_runs_start(workers, threads, cores
         assert note is None
     else:
         assert note.startswith("note: ") and expected in note and "--threads" in note
+
+
+def test_long_runs_say_they_are_still_running():
+    """A full-size run takes hours on a CPU: without a line between finished runs a session looks hung.
+    While the executor runs, a line comes whenever `heartbeat` seconds pass without one."""
+    from types import SimpleNamespace
+
+    from verify.executors import Progress
+    from verify.planner import Job
+
+    spec = SimpleNamespace(describe=lambda: "run", protocol="p")
+    jobs = [Job([spec], estimate=3600.0), Job([spec], estimate=3600.0)]
+    lines: list[str] = []
+    progress = Progress(jobs, workers=2, write=lines.append, heartbeat=0.2)
+    with progress.beating():
+        time.sleep(0.5)
+        progress.done(jobs[0], "done", 3600.0)
+        time.sleep(0.1)
+    beats = [line for line in lines if "still running" in line]
+    assert beats and beats[0].startswith("[0/2] still running after ") and "~1h00m left" in beats[0]
+    assert lines[-1].startswith("[1/2] run: done")  # a finished run's line resets the wait: no beat right after it
+    lines.clear()
+    time.sleep(0.4)
+    assert lines == []  # no beats outside the executor's run

@@ -8,6 +8,7 @@ only the job it held, which stays pending for the next session.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import multiprocessing
@@ -379,9 +380,17 @@ def default_workers(device: str) -> int:
 
 
 class Progress:
-    """One line per finished job: i/N, what ran, its time, and the time left (from estimates and pace)."""
+    """One line per finished job: i/N, what ran, its time, and the time left (from estimates and pace);
+    and, while runs go on for long without one finishing (full-size runs take hours on a CPU), a line
+    every `heartbeat` seconds saying so (`beating()`, around the executor's run)."""
 
-    def __init__(self, jobs: list[Job], workers: int, write: Callable[[str], None]):
+    HEARTBEAT = 600.0  # seconds without a line before the next "still running" line
+
+    def __init__(self, jobs: list[Job], workers: int, write: Callable[[str], None], heartbeat: float | None = None):
+        self.heartbeat = self.HEARTBEAT if heartbeat is None else heartbeat
+        self._lock = threading.Lock()  # the heartbeat thread and the coordinator write lines
+        self._write = write
+        self.last_line = time.perf_counter()
         self.total = len(jobs)
         self.workers = max(1, min(workers, self.total or 1))
         # a job whose input is missing ends at once: it counts as no time, known
@@ -389,11 +398,50 @@ class Progress:
         self.unknown = sum(job.estimate is None and not job.missing for job in jobs)
         self.finished = 0
         self.ran = 0  # jobs that ran to completion; a job refused at once (missing input) says nothing of pace
-        self.started = time.perf_counter()
-        self.write = write
+        self.started = self.last_finish = time.perf_counter()
+
+    def write(self, line: str) -> None:
+        with self._lock:
+            self._write(line)
+            self.last_line = time.perf_counter()
+
+    def still_running(self) -> str:
+        """The heartbeat's line: what is done, how long it has been, and the time left as far as known
+        (estimates less the time since the last run finished, else the pace so far)."""
+        now = time.perf_counter()
+        elapsed, since = now - self.started, now - self.last_finish
+        left = self.total - self.finished
+        if self.unknown == 0 and sum(self.remaining) > 0:
+            wall = parallel_wall(self.remaining, self.workers) - since
+            eta = f"~{format_seconds(wall)} left" if wall > 0 else "running past the estimate"
+        elif self.ran == 0:
+            eta = "time unknown until a run finishes"
+        else:
+            eta = f"~{format_seconds(max(0.0, elapsed / self.ran * left - since))} left at this pace"
+        return (f"[{self.finished}/{self.total}] still running after {format_seconds(elapsed)}, "
+                f"{format_seconds(since)} since the last run finished ({eta})")
+
+    @contextlib.contextmanager
+    def beating(self):
+        """While the block runs, a "still running" line whenever `heartbeat` seconds pass without a line."""
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(min(self.heartbeat, max(0.05, self.last_line + self.heartbeat - time.perf_counter()))):
+                if time.perf_counter() - self.last_line >= self.heartbeat and self.finished < self.total:
+                    self.write(self.still_running())
+
+        thread = threading.Thread(target=beat, name="claims-heartbeat", daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            stop.set()
+            thread.join()
 
     def done(self, job: Job, outcome: str, seconds: float | None = None) -> None:
         self.finished += 1
+        self.last_finish = time.perf_counter()
         self.ran += seconds is not None
         if not job.missing:
             self.remaining.remove(job.estimate or 0.0)

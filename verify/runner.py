@@ -256,7 +256,8 @@ class Runner:
             first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
             progress.done(job, ("not run: " if getattr(error, "not_run", False) else "FAILED: ") + first_line)
 
-        executor.run(plan.jobs, on_done, on_failed)
+        with progress.beating():  # a line every 10 minutes while no run finishes
+            executor.run(plan.jobs, on_done, on_failed)
 
     def run(self, entry: Entry, seed: int) -> Run:
         """One protocol run, read from the store; executed here first when it is not there yet."""
