@@ -533,7 +533,7 @@ def test_an_estimate_from_other_parameters_shows_how_far_they_spread():
 
     walls = WallTimes([("p", '{"n": 1}', "cpu", 30.0), ("p", '{"n": 1}', "cpu", 50.0), ("p", '{"n": 2}', "cpu", 4080.0)])
     spec = RunSpec("p", {"n": 3}, 0, "cpu", "t", "c", 1)
-    assert walls.estimate(spec) == ((30.0 + 50.0 + 4080.0) / 3, False, False)
+    assert walls.estimate(spec) == ((30.0 + 50.0 + 4080.0) / 3, False, False, False)
     assert walls.spread(spec) == (40.0, 4080.0)  # per-parameter means, lowest and highest
     assert walls.spread(RunSpec("p", {"n": 1}, 0, "cpu", "t", "c", 1)) is None  # same parameters: no spread
     from types import SimpleNamespace
@@ -586,3 +586,20 @@ def test_long_runs_say_they_are_still_running():
     lines.clear()
     time.sleep(0.4)
     assert lines == []  # no beats outside the executor's run
+
+
+def test_a_seed_batched_job_timed_from_one_seed_at_a_time_says_so():
+    """On a GPU five batched seeds take about the time of one: a batched job's estimate summed from
+    sequential runs is a ceiling, and the plan says where it came from; runs of its own form win."""
+    from verify.planner import Job, Plan, RunSpec, WallTimes
+
+    batched = RunSpec("p", {"n": 1}, 0, "cuda", "t", "c", 1, seed_batched=True)
+    walls = WallTimes([("p", '{"n": 1}', "cuda", 100.0, False)])
+    assert walls.estimate(batched) == (100.0, True, False, True)
+    assert walls.estimate(RunSpec("p", {"n": 1}, 0, "cuda", "t", "c", 1)) == (100.0, True, False, False)
+    walls = WallTimes([("p", '{"n": 1}', "cuda", 100.0, False), ("p", '{"n": 1}', "cuda", 24.0, True)])
+    assert walls.estimate(batched) == (24.0, True, False, False)
+    job = Job([batched], estimate=500.0, estimate_from_same_params=True, estimate_from_other_form=True)
+    assert "est. ~8m20s (from runs one seed at a time)" in Plan([job], 0, {}).lines()[0]
+    job.estimate_from_reference = True
+    assert "est. ~8m20s (reference bundle, from runs one seed at a time)" in Plan([job], 0, {}).lines()[0]

@@ -155,14 +155,15 @@ def load_bundle(directory: Path = BUNDLE_DIR) -> tuple[list[dict[str, Any]], lis
     return records, runs
 
 
-def reference_wall_times(directory: Path = BUNDLE_DIR) -> list[tuple[str, Any, str, float]]:
-    """(protocol, params, device, wall seconds) of every bundled run, for the planner's estimates;
-    none when the bundle is absent or unreadable (an estimate is never worth a failed session)."""
+def reference_wall_times(directory: Path = BUNDLE_DIR) -> list[tuple[str, Any, str, float, bool]]:
+    """(protocol, params, device, wall seconds, seed-batched) of every bundled run, for the planner's
+    estimates; none when the bundle is absent or unreadable (an estimate is never worth a failed session)."""
     try:
         _, runs = load_bundle(directory)
     except (OSError, ValueError, KeyError):
         return []
-    return [(run["protocol"], run["params"], run["device"], run["wall_seconds"]) for run in runs]
+    return [(run["protocol"], run["params"], run["device"], run["wall_seconds"], bool(run.get("seed_batched")))
+            for run in runs]
 
 
 # -- audit ---------------------------------------------------------------------------------------

@@ -75,6 +75,7 @@ class Job:
     estimate_from_same_params: bool = False  # else from runs of the protocol with other parameters
     estimate_from_reference: bool = False  # from the reference bundle's runs (another machine), not this store's
     spread: tuple[float, float] | None = None  # other parameters' times, lowest and highest (estimates from them)
+    estimate_from_other_form: bool = False  # a seed-batched job timed from one-seed-at-a-time runs, or the reverse
     missing: list[str] = field(default_factory=list)  # data files it reads that are absent: it ends `not run` at once
 
     @property
@@ -120,9 +121,11 @@ class Plan:
                 estimate = "est. unknown"
             elif job.estimate_from_reference:
                 other = "" if job.estimate_from_same_params else f", other parameters{_spread(job)}"
-                estimate = f"est. ~{format_seconds(job.estimate)} (reference bundle{other})"
-            elif job.estimate_from_same_params:
+                estimate = f"est. ~{format_seconds(job.estimate)} (reference bundle{other}{_form(job)})"
+            elif job.estimate_from_same_params and not job.estimate_from_other_form:
                 estimate = f"est. {format_seconds(job.estimate)}"
+            elif job.estimate_from_same_params:
+                estimate = f"est. ~{format_seconds(job.estimate)} ({_form(job)[2:]})"
             else:
                 estimate = f"est. ~{format_seconds(job.estimate)} (from other parameters{_spread(job)})"
             readers = ", ".join(job.entries[:3]) + (f" +{len(job.entries) - 3} more" if len(job.entries) > 3 else "")
@@ -153,6 +156,14 @@ class Plan:
         return lines
 
 
+def _form(job: Job) -> str:
+    """', from runs one seed at a time' where a seed-batched job is timed from sequential runs (a
+    ceiling: on a GPU the batch takes about the time of one seed), or the reverse."""
+    if not job.estimate_from_other_form:
+        return ""
+    return ", from runs one seed at a time" if job.seed_batched else ", from seed-batched runs"
+
+
 def _spread(job: Job) -> str:
     """': 40.0s to 1h08m' where the other parameters' times differ (a protocol run at several sizes)."""
     if job.spread is None or format_seconds(job.spread[0]) == format_seconds(job.spread[1]):
@@ -181,33 +192,35 @@ def format_seconds(seconds: float) -> str:
 
 
 class WallTimes:
-    """Estimated seconds of a run from stored runs: same protocol, parameters and device, else the
-    same protocol on the device; failing both, the same two lookups in `reference` (the reference
-    bundle's runs, measured on the machines named in its identity; the second only where
-    `reference_other_params`: a smoke run's parameters shrink it far below the bundle's full-size
-    runs); else unknown. Seed-batched runs
-    store their share of the batch."""
+    """Estimated seconds of a run from stored runs: same protocol, parameters and device (runs of the
+    same form, seed-batched or one seed at a time, first), else the same protocol on the device;
+    failing both, the same lookups in `reference` (the reference bundle's runs, measured on the
+    machines named in its identity; those of other parameters only where `reference_other_params`: a
+    smoke run's parameters shrink it far below the bundle's full-size runs); else unknown. Seed-batched
+    runs store their share of the batch. Rows: (protocol, params, device, wall seconds[, seed_batched])."""
 
-    def __init__(self, rows: Iterable[tuple[str, str, str, float]], reference: Iterable[tuple[str, str, str, float]] = (),
-                 reference_other_params: bool = True):
+    def __init__(self, rows: Iterable[tuple], reference: Iterable[tuple] = (), reference_other_params: bool = True):
         self._tables = [self._averages(rows), self._averages(reference)]
         if not reference_other_params:  # the reference's runs of other parameters say nothing here
-            self._tables[1] = (self._tables[1][0], {})
+            self._tables[1] = (*self._tables[1][:2], {})
 
     @staticmethod
-    def _averages(rows: Iterable[tuple[str, str, str, float]]) -> tuple[dict, dict]:
+    def _averages(rows: Iterable[tuple]) -> tuple[dict, dict, dict]:
+        by_form: dict[tuple[str, str, str, bool], list[float]] = defaultdict(list)
         exact: dict[tuple[str, str, str], list[float]] = defaultdict(list)
         coarse: dict[tuple[str, str], list[float]] = defaultdict(list)
-        for protocol, params, device, wall in rows:
-            exact[protocol, canonical_json(json.loads(params) if isinstance(params, str) else params), device].append(wall)
+        for protocol, params, device, wall, *batched in rows:
+            params = canonical_json(json.loads(params) if isinstance(params, str) else params)
+            by_form[protocol, params, device, bool(batched and batched[0])].append(wall)
+            exact[protocol, params, device].append(wall)
             coarse[protocol, device].append(wall)
-        return ({key: sum(values) / len(values) for key, values in exact.items()},
-                {key: sum(values) / len(values) for key, values in coarse.items()})
+        return tuple({key: sum(values) / len(values) for key, values in table.items()}
+                     for table in (by_form, exact, coarse))
 
     def spread(self, spec: RunSpec) -> tuple[float, float] | None:
         """(lowest, highest) mean time of the protocol's parameter sets on the device, where the estimate
         comes from other parameters (None where it comes from the same ones, or there is none)."""
-        for exact, coarse in self._tables:
+        for _, exact, coarse in self._tables:
             if spec.group in exact:
                 return None
             if (spec.protocol, spec.device) in coarse:
@@ -216,19 +229,22 @@ class WallTimes:
                 return min(times), max(times)
         return None
 
-    def estimate(self, spec: RunSpec) -> tuple[float | None, bool, bool]:
-        """(seconds or None, whether from runs with the same parameters, whether from the reference)."""
-        for from_reference, (exact, coarse) in enumerate(self._tables):
-            if spec.group in exact:
-                return exact[spec.group], True, bool(from_reference)
+    def estimate(self, spec: RunSpec) -> tuple[float | None, bool, bool, bool]:
+        """(seconds or None, whether from runs with the same parameters, whether from the reference,
+        whether from runs of the other form: one seed at a time for a seed-batched run, or batched)."""
+        for from_reference, (by_form, exact, coarse) in enumerate(self._tables):
+            if (*spec.group, spec.seed_batched) in by_form:
+                return by_form[(*spec.group, spec.seed_batched)], True, bool(from_reference), False
+            if spec.group in exact:  # only runs of the other form
+                return exact[spec.group], True, bool(from_reference), True
             if (spec.protocol, spec.device) in coarse:
-                return coarse[spec.protocol, spec.device], False, bool(from_reference)
-        return None, False, False
+                return coarse[spec.protocol, spec.device], False, bool(from_reference), False
+        return None, False, False, False
 
 
 def build_plan(needs: Iterable[tuple[str, list[RunSpec] | str]], store: ResultsStore, *,
                skip_stored: bool = True, done: Iterable[str] = (), longest_first: bool = False,
-               reference_walls: Iterable[tuple[str, Any, str, float]] = (), reference_other_params: bool = True,
+               reference_walls: Iterable[tuple] = (), reference_other_params: bool = True,
                missing: Mapping[str, Sequence[str]] | None = None) -> Plan:
     """Plan the runs that `needs` lists: (entry id, its run specs) or (entry id, reason it needs none).
 
@@ -236,7 +252,7 @@ def build_plan(needs: Iterable[tuple[str, list[RunSpec] | str]], store: ResultsS
     done: keys already executed in this session (never planned again).
     longest_first: order jobs by estimated time, longest (and unknown) first, which shortens the
     wall time of a parallel executor; otherwise jobs follow the entries' order.
-    reference_walls: (protocol, params, device, wall seconds) of the reference bundle's runs, for
+    reference_walls: (protocol, params, device, wall seconds[, seed-batched]) of the reference bundle's runs, for
     estimates where this store has none (a new user's first --plan); those of other parameters
     only where `reference_other_params` (the reference bundle is full-size: not for a smoke plan).
     missing: entry id -> the data files it reads that are absent here; its jobs carry them.
@@ -273,10 +289,11 @@ def build_plan(needs: Iterable[tuple[str, list[RunSpec] | str]], store: ResultsS
     for job in jobs:
         job.missing = list(dict.fromkeys(key for entry in job.entries for key in (missing or {}).get(entry, ())))
         estimates = [walls.estimate(spec) for spec in job.specs]
-        seconds = [estimate for estimate, _, _ in estimates]
+        seconds = [estimate for estimate, _, _, _ in estimates]
         job.estimate = None if None in seconds else sum(seconds)
-        job.estimate_from_same_params = all(same for _, same, _ in estimates)
-        job.estimate_from_reference = any(reference for _, _, reference in estimates)
+        job.estimate_from_same_params = all(same for _, same, _, _ in estimates)
+        job.estimate_from_reference = any(reference for _, _, reference, _ in estimates)
+        job.estimate_from_other_form = any(other for _, _, _, other in estimates)
         spreads = [walls.spread(spec) for spec in job.specs]
         if job.estimate is not None and None not in spreads:  # a batched job's: its seeds' spreads summed
             job.spread = (sum(low for low, _ in spreads), sum(high for _, high in spreads))

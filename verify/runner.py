@@ -188,7 +188,7 @@ class Runner:
     seed_batched_runs: dict[str, bool] = field(default_factory=dict)
     # (protocol, params, device, wall seconds) of the reference bundle's runs: estimates for a store
     # that has none of its own yet
-    reference_walls: list[tuple[str, Any, str, float]] = field(default_factory=list)
+    reference_walls: list[tuple] = field(default_factory=list)
     executed: set[str] = field(default_factory=set)  # keys run in this session (--no-cache runs each once)
     failures: dict[str, BaseException] = field(default_factory=dict)  # key -> why its run failed here
 

@@ -173,10 +173,12 @@ class ResultsStore:
             return [(*row[:7], bool(row[7])) for row in connection.execute(
                 "SELECT protocol, params, seed, device, torch_version, code_version, threads, seed_batched FROM runs")]
 
-    def wall_times(self) -> list[tuple[str, str, str, float]]:
-        """(protocol, canonical params, device, wall seconds) of every stored run, for time estimates."""
+    def wall_times(self) -> list[tuple[str, str, str, float, bool]]:
+        """(protocol, canonical params, device, wall seconds, seed-batched) of every stored run, for time
+        estimates."""
         with closing(self._connect()) as connection:
-            return connection.execute("SELECT protocol, params, device, wall_seconds FROM runs").fetchall()
+            return [(*row[:4], bool(row[4])) for row in connection.execute(
+                "SELECT protocol, params, device, wall_seconds, seed_batched FROM runs")]
 
     def raw_outputs(self, run_key: str) -> str | None:
         """The stored outputs exactly as bytes-on-disk text (for determinism checks)."""
