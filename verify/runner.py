@@ -186,7 +186,7 @@ class Runner:
     # A bundle's runs are read under the identity they were recorded with, even if the protocol has
     # gained (or lost) a batched form since.
     seed_batched_runs: dict[str, bool] = field(default_factory=dict)
-    # (protocol, params, device, wall seconds) of the reference bundle's runs: estimates for a store
+    # (protocol, params, device, wall seconds, seed-batched) of the reference bundle's runs: estimates for a store
     # that has none of its own yet
     reference_walls: list[tuple] = field(default_factory=list)
     executed: set[str] = field(default_factory=set)  # keys run in this session (--no-cache runs each once)

@@ -90,6 +90,14 @@ class _Stacked(nn.Module):
         """Dropouts a training forward on the task draws from, in its order (none by default)."""
         return []
 
+    def make_optimizer(self, task_id: int, lr: float) -> torch.optim.Optimizer:
+        """The method's optimizer over the stacked tensors, as its make_optimizer builds it for `task_id`."""
+        raise NotImplementedError
+
+    def copy_back(self) -> None:
+        """Every seed's trained tensors into its own model, left as the strategy leaves it."""
+        raise NotImplementedError
+
 
 class _StackedAttention(nn.Module):
     """One task's TaskAttention of every seed; inputs (seeds, batch, d_model), one token per sample."""

@@ -274,7 +274,6 @@ def permuted_mnist_mlp_seeds(*, seeds: Sequence[int], device: str, data_dir: pat
     arms = settings["arms"]
     if "dense" not in arms:
         raise ValueError("the gains are measured against the 'dense' arm: include it in `arms`")
-    torch_device = torch.device(device)
     seed_tasks, outputs = [], []
     for seed in seeds:
         tasks, _, files = protocols._permuted_tasks(data_dir, seed, device, settings["n_tasks"],
@@ -328,7 +327,6 @@ def permuted_mnist_mlp_tuned_lr_seeds(*, seeds: Sequence[int], device: str, data
         raise ValueError(f"shared_lr {shared_lr} must be one of the learning_rates {list(learning_rates)}")
     if not seeds:
         return []
-    torch_device = torch.device(device)
     seed_tasks, seed_validation, outputs = [], [], []
     for seed in seeds:
         tasks, validation_tasks, files = protocols._permuted_tasks(
