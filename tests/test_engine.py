@@ -172,7 +172,7 @@ def test_estimates_come_from_stored_wall_times(tmp_path, toy):
     other = toy(toy_entry("c", params="{ sleep = 0.3 }", seeds="[1]"))
     (guess,) = runner.plan(other).jobs
     assert guess.estimate == pytest.approx(0.2, abs=0.15) and not guess.estimate_from_same_params
-    assert "(from other parameters)" in runner.plan(other).lines()[0]  # one other size: no spread to show
+    assert "(from one other parameter set)" in runner.plan(other).lines()[0]  # one other size: no spread to show
     assert "pending: 1 run(s)" in second.lines()[-1]
 
 
@@ -534,14 +534,16 @@ def test_an_estimate_from_other_parameters_shows_how_far_they_spread():
     walls = WallTimes([("p", '{"n": 1}', "cpu", 30.0), ("p", '{"n": 1}', "cpu", 50.0), ("p", '{"n": 2}', "cpu", 4080.0)])
     spec = RunSpec("p", {"n": 3}, 0, "cpu", "t", "c", 1)
     assert walls.estimate(spec) == ((30.0 + 50.0 + 4080.0) / 3, False, False, False)
-    assert walls.spread(spec) == (40.0, 4080.0)  # per-parameter means, lowest and highest
+    assert walls.spread(spec) == (40.0, 4080.0, 2)  # per-parameter means, lowest and highest, how many sets
     assert walls.spread(RunSpec("p", {"n": 1}, 0, "cpu", "t", "c", 1)) is None  # same parameters: no spread
     from types import SimpleNamespace
 
     from verify.planner import Job, Plan
 
-    job = Job([SimpleNamespace(describe=lambda: "p seed 0 on cpu")], estimate=1386.7, spread=(40.0, 4080.0))
+    job = Job([SimpleNamespace(describe=lambda: "p seed 0 on cpu")], estimate=1386.7, spread=(40.0, 4080.0, 3))
     assert "est. ~23m07s (from other parameters: 40.0s to 1h08m)" in Plan([job], 0, {}).lines()[0]
+    job = Job([SimpleNamespace(describe=lambda: "p seed 0 on cpu")], estimate=28.0, spread=(28.0, 28.0, 1))
+    assert "est. ~28.0s (from one other parameter set)" in Plan([job], 0, {}).lines()[0]
 
 
 @pytest.mark.parametrize("workers, threads, cores, load, expected", [

@@ -74,7 +74,7 @@ class Job:
     estimate: float | None = None  # seconds, from stored wall times of the same protocol
     estimate_from_same_params: bool = False  # else from runs of the protocol with other parameters
     estimate_from_reference: bool = False  # from the reference bundle's runs (another machine), not this store's
-    spread: tuple[float, float] | None = None  # other parameters' times, lowest and highest (estimates from them)
+    spread: tuple[float, float, int] | None = None  # other parameters' times, lowest and highest, and how many sets
     estimate_from_other_form: bool = False  # a seed-batched job timed from one-seed-at-a-time runs, or the reverse
     missing: list[str] = field(default_factory=list)  # data files it reads that are absent: it ends `not run` at once
 
@@ -120,14 +120,14 @@ class Plan:
             elif job.estimate is None:
                 estimate = "est. unknown"
             elif job.estimate_from_reference:
-                other = "" if job.estimate_from_same_params else f", other parameters{_spread(job)}"
+                other = "" if job.estimate_from_same_params else f", {_others(job)}"
                 estimate = f"est. ~{format_seconds(job.estimate)} (reference bundle{other}{_form(job)})"
             elif job.estimate_from_same_params and not job.estimate_from_other_form:
                 estimate = f"est. {format_seconds(job.estimate)}"
             elif job.estimate_from_same_params:
                 estimate = f"est. ~{format_seconds(job.estimate)} ({_form(job)[2:]})"
             else:
-                estimate = f"est. ~{format_seconds(job.estimate)} (from other parameters{_spread(job)})"
+                estimate = f"est. ~{format_seconds(job.estimate)} (from {_others(job)})"
             readers = ", ".join(job.entries[:3]) + (f" +{len(job.entries) - 3} more" if len(job.entries) > 3 else "")
             lines.append(f"[{index}/{len(self.jobs)}] {job.describe()}  {estimate}  ({readers})")
         known, unknown = self.estimate()
@@ -164,11 +164,18 @@ def _form(job: Job) -> str:
     return ", from runs one seed at a time" if job.seed_batched else ", from seed-batched runs"
 
 
-def _spread(job: Job) -> str:
-    """': 40.0s to 1h08m' where the other parameters' times differ (a protocol run at several sizes)."""
-    if job.spread is None or format_seconds(job.spread[0]) == format_seconds(job.spread[1]):
-        return ""
-    return f": {format_seconds(job.spread[0])} to {format_seconds(job.spread[1])}"
+def _others(job: Job) -> str:
+    """What an estimate from other parameters rests on: 'other parameters: 40.0s to 1h08m' where their
+    times differ (a protocol run at several sizes), 'one other parameter set' where only one was timed
+    (a smoke size standing in for a full one can be 100 times off)."""
+    if job.spread is None:
+        return "other parameters"
+    low, high, sets = job.spread
+    if sets == 1:
+        return "one other parameter set"
+    if format_seconds(low) == format_seconds(high):
+        return "other parameters"
+    return f"other parameters: {format_seconds(low)} to {format_seconds(high)}"
 
 
 def parallel_wall(seconds: Iterable[float], workers: int) -> float:
@@ -217,16 +224,16 @@ class WallTimes:
         return tuple({key: sum(values) / len(values) for key, values in table.items()}
                      for table in (by_form, exact, coarse))
 
-    def spread(self, spec: RunSpec) -> tuple[float, float] | None:
-        """(lowest, highest) mean time of the protocol's parameter sets on the device, where the estimate
-        comes from other parameters (None where it comes from the same ones, or there is none)."""
+    def spread(self, spec: RunSpec) -> tuple[float, float, int] | None:
+        """(lowest, highest, how many) mean times of the protocol's parameter sets on the device, where the
+        estimate comes from other parameters (None where it comes from the same ones, or there is none)."""
         for _, exact, coarse in self._tables:
             if spec.group in exact:
                 return None
             if (spec.protocol, spec.device) in coarse:
                 times = [wall for (protocol, _, device), wall in exact.items()
                          if (protocol, device) == (spec.protocol, spec.device)]
-                return min(times), max(times)
+                return min(times), max(times), len(times)
         return None
 
     def estimate(self, spec: RunSpec) -> tuple[float | None, bool, bool, bool]:
@@ -296,7 +303,8 @@ def build_plan(needs: Iterable[tuple[str, list[RunSpec] | str]], store: ResultsS
         job.estimate_from_other_form = any(other for _, _, _, other in estimates)
         spreads = [walls.spread(spec) for spec in job.specs]
         if job.estimate is not None and None not in spreads:  # a batched job's: its seeds' spreads summed
-            job.spread = (sum(low for low, _ in spreads), sum(high for _, high in spreads))
+            job.spread = (sum(low for low, _, _ in spreads), sum(high for _, high, _ in spreads),
+                          min(sets for _, _, sets in spreads))
     if longest_first:
         jobs.sort(key=lambda job: -(float("inf") if job.estimate is None else job.estimate))
     cached = len(set(specs) & (stored | done))
