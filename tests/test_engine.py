@@ -10,7 +10,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import textwrap
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -22,7 +21,7 @@ from hypothesis import strategies as st
 
 from verify.executors import PoolExecutor, RayExecutor, SequentialExecutor
 from verify.ledger import load_ledger
-from verify.planner import build_plan, parallel_wall
+from verify.planner import parallel_wall
 from verify.runner import Runner
 from verify.store import ResultsStore
 

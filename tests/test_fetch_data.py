@@ -24,7 +24,7 @@ from test_common_datasets import IDX_NAMES, write_idx_dataset
 from test_hardening_cli import claim, ledger, project, pytest_session  # noqa: F401 (project is a fixture)
 
 from implementations.common import checksums
-from implementations.common.checksums import DATASETS, MANIFEST, Checksum, DatasetSource, RemoteFile
+from implementations.common.checksums import DATASETS, MANIFEST, DatasetSource, RemoteFile
 from implementations.common.datasets import load_mnist
 from verify import cli, fetch
 
