@@ -604,3 +604,34 @@ def test_a_seed_batched_job_timed_from_one_seed_at_a_time_says_so():
     assert "est. ~8m20s (from runs one seed at a time)" in Plan([job], 0, {}).lines()[0]
     job.estimate_from_reference = True
     assert "est. ~8m20s (reference bundle, from runs one seed at a time)" in Plan([job], 0, {}).lines()[0]
+
+
+def test_the_time_left_counts_what_running_jobs_have_done(monkeypatch):
+    """Two 2h06m seeds side by side: when the first finished after 2h01m, the line said "~2h06m left"
+    as if its twin had not started; it had a few minutes to go."""
+    from types import SimpleNamespace
+
+    from verify import executors
+    from verify.executors import Progress
+    from verify.planner import Job
+
+    clock = [1000.0]
+    monkeypatch.setattr(executors.time, "perf_counter", lambda: clock[0])
+    spec = SimpleNamespace(describe=lambda: "run")
+    jobs = [Job([spec], estimate=7560.0) for _ in range(3)]
+    lines: list[str] = []
+    progress = Progress(jobs, workers=2, write=lines.append)
+    clock[0] += 7260.0
+    progress.done(jobs[0], "done", 7260.0)  # jobs[1] has run 7260 s of its 7560; jobs[2] starts now
+    assert lines[-1].endswith("(~2h06m left)")  # the third job's whole estimate, from now
+    clock[0] += 7000.0
+    progress.done(jobs[1], "done", 14260.0)  # ran long: nothing is added for it
+    assert lines[-1].endswith("(~9m20s left)")  # 7560 - 7000 of the third job
+    assert "~9m20s left" in progress.still_running()
+    clock[0] += 600.0
+    assert "running past the estimate" in progress.still_running()
+    two = [Job([spec], estimate=7560.0) for _ in range(2)]
+    progress = Progress(two, workers=2, write=lines.append)
+    clock[0] += 7260.0
+    progress.done(two[0], "done", 7260.0)
+    assert lines[-1].endswith("(~5m00s left)")

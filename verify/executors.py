@@ -24,7 +24,7 @@ from typing import Any, Callable, Protocol
 
 import torch
 
-from verify.planner import ANY_DEVICE, Job, RunSpec, format_seconds, parallel_wall
+from verify.planner import ANY_DEVICE, Job, RunSpec, format_seconds
 from verify.store import Run, canonical_json, now_iso
 
 
@@ -393,12 +393,34 @@ class Progress:
         self.last_line = time.perf_counter()
         self.total = len(jobs)
         self.workers = max(1, min(workers, self.total or 1))
-        # a job whose input is missing ends at once: it counts as no time, known
-        self.remaining = [job.estimate or 0.0 for job in jobs if not job.missing]
         self.unknown = sum(job.estimate is None and not job.missing for job in jobs)
         self.finished = 0
         self.ran = 0  # jobs that ran to completion; a job refused at once (missing input) says nothing of pace
         self.started = self.last_finish = time.perf_counter()
+        # The executors hand jobs out in plan order to the first free worker: the first `workers` start
+        # at once, and each finish starts the next. Start times let the time left count what the
+        # running jobs have already done (a seed finishing a minute before its twin is not "2h left").
+        self._queue = list(jobs)
+        self._running: dict[int, tuple[Job, float]] = {}
+        for _ in range(self.workers):
+            self._start_next(self.started)
+
+    def _start_next(self, now: float) -> None:
+        if self._queue:
+            job = self._queue.pop(0)
+            self._running[id(job)] = (job, now)
+
+    def _wall_left(self, now: float) -> float:
+        """Estimated wall time left: each running job's estimate less its time so far (none below 0),
+        then the queued jobs in order, each to the worker that frees first. A job whose input is
+        missing ends at once: it counts as no time, known."""
+        loads = sorted(max(0.0, (job.estimate or 0.0) - (now - start)) for job, start in self._running.values()
+                       if not job.missing)
+        loads += [0.0] * max(0, self.workers - len(loads))
+        for job in self._queue:
+            if not job.missing:
+                loads[loads.index(min(loads))] += job.estimate or 0.0
+        return max(loads, default=0.0)
 
     def write(self, line: str) -> None:
         with self._lock:
@@ -411,8 +433,8 @@ class Progress:
         now = time.perf_counter()
         elapsed, since = now - self.started, now - self.last_finish
         left = self.total - self.finished
-        if self.unknown == 0 and sum(self.remaining) > 0:
-            wall = parallel_wall(self.remaining, self.workers) - since
+        if self.unknown == 0 and self._estimated_left():
+            wall = self._wall_left(now)
             eta = f"~{format_seconds(wall)} left" if wall > 0 else "running past the estimate"
         elif self.ran == 0:
             eta = "time unknown until a run finishes"
@@ -420,6 +442,11 @@ class Progress:
             eta = f"~{format_seconds(max(0.0, elapsed / self.ran * left - since))} left at this pace"
         return (f"[{self.finished}/{self.total}] still running after {format_seconds(elapsed)}, "
                 f"{format_seconds(since)} since the last run finished ({eta})")
+
+    def _estimated_left(self) -> bool:
+        """Whether the jobs not finished have estimates adding up to more than nothing."""
+        return any(job.estimate and not job.missing
+                   for job in [*self._queue, *(job for job, _ in self._running.values())])
 
     @contextlib.contextmanager
     def beating(self):
@@ -441,17 +468,20 @@ class Progress:
 
     def done(self, job: Job, outcome: str, seconds: float | None = None) -> None:
         self.finished += 1
-        self.last_finish = time.perf_counter()
+        now = self.last_finish = time.perf_counter()
         self.ran += seconds is not None
-        if not job.missing:
-            self.remaining.remove(job.estimate or 0.0)
+        if self._running.pop(id(job), None) is None and job in self._queue:  # an executor's own order
+            self._queue.remove(job)
+        else:
+            self._start_next(now)
         self.unknown -= job.estimate is None and not job.missing
-        elapsed = time.perf_counter() - self.started
+        elapsed = now - self.started
         left = self.total - self.finished
         if left == 0:
             eta = f"all done in {format_seconds(elapsed)}"
-        elif self.unknown == 0 and sum(self.remaining) > 0:
-            eta = f"~{format_seconds(parallel_wall(self.remaining, self.workers))} left"
+        elif self.unknown == 0 and self._estimated_left():
+            wall = self._wall_left(now)
+            eta = f"~{format_seconds(wall)} left" if wall > 0 else "the rest running past the estimate"
         elif self.ran == 0:
             eta = f"{left} left, time unknown until a run finishes"
         else:
