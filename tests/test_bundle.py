@@ -187,3 +187,21 @@ def test_the_commands_build_record_the_baseline_and_audit(tmp_path, toy, capsys)
     out.write_text(json.dumps(document))
     assert cli.main(["bundle", "audit", str(out), "--claims-dir", claims, "--rerun-seconds", "0"]) == 1
     assert "FAILED" in capsys.readouterr().err
+
+
+def test_a_rebuild_from_the_same_runs_changes_no_verdict_line(tmp_path, toy):
+    """Each rebuild stamped every verdict with the time of the rebuild: adding one table's runs
+    rewrote some 320 lines of results/cpu-full.json. A recomputed verdict is as of its newest run."""
+    import time
+
+    entries = toy(toy_entry("a") + toy_entry("b", seeds="[1, 2]"))
+    runner = make_runner(tmp_path / "runs.sqlite", profile="full")
+    runner.execute_plan(runner.plan(entries))
+    runs = runner.store.runs()
+    first = bundle.build(entries, runs, "cpu")
+    time.sleep(1.1)  # the stamps have whole seconds
+    second = bundle.build(entries, runs, "cpu")
+    assert first["verdicts"] == second["verdicts"]
+    created = {run.run_key: run.created for run in runs}
+    for record in first["verdicts"]:
+        assert record["created"] == max(created[key] for key in record["run_keys"])

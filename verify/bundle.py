@@ -102,9 +102,16 @@ def recompute(entries: Iterable[Entry], runs: list[Run], identity: Identity) -> 
             store.put_run(run)
         runner = _runner(store, identity, Path(scratch), runs)
         records = [runner.evaluate(entry) for entry in entries]
+    # A recomputed verdict is as of the newest run it reads (the bundle's newest run where it reads
+    # none), not the moment of the rebuild: the same runs give the same records, and adding one
+    # table's runs leaves every other verdict's lines of the bundle as they were.
+    created = {run.run_key: run.created for run in runs}
+    as_of = max(created.values(), default=None)
     for record in records:
         record["environment"] = {"python": None, "platform": None, "git_commit": None,
                                  "note": f"recomputed from bundled runs measured on {identity.device_name}"}
+        stamps = [created[key] for key in record.get("run_keys") or () if key in created]
+        record["created"] = max(stamps, default=as_of or record["created"])
     return records
 
 
