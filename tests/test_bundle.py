@@ -205,3 +205,66 @@ def test_a_rebuild_from_the_same_runs_changes_no_verdict_line(tmp_path, toy):
     created = {run.run_key: run.created for run in runs}
     for record in first["verdicts"]:
         assert record["created"] == max(created[key] for key in record["run_keys"])
+
+
+def test_an_entry_whose_input_was_missing_where_the_bundle_was_built_says_so(tmp_path, toy):
+    """A full session that found an input absent stored `not run`, "input missing", naming it; the
+    bundle said "full protocol pending" instead, as if only compute were owed (CIFAR-100, AG News, the
+    Qwen weights, SGM's script that exists in no commit). The build now carries the stored reason,
+    with the data directory written as <data dir>; the audit accepts it (nothing was measured)."""
+    entries = toy(toy_entry("a") + toy_entry("missing", protocol="toy_engine:needs_file", seeds="[1]"))
+    runner = make_runner(tmp_path / "runs.sqlite", profile="full")
+    for entry in entries:
+        runner.evaluate(entry)
+    document = bundle.build(entries, runner.store.runs(), "cpu", not_run_records=runner.store.verdicts(),
+                            data_dir=tmp_path)
+    records = {record["claim_id"]: record for record in document["verdicts"]}
+    assert records["a"]["verdict"] == "reproduced"
+    missing = records["missing"]
+    assert (missing["verdict"], missing["not_run"]) == ("not run", "input missing")
+    assert missing["reason"] == "dataset file <data dir>/toy.bin is missing"
+    assert bundle.build(entries, runner.store.runs(), "cpu")["verdicts"][1]["not_run"] == "full protocol pending"
+    path = tmp_path / "results" / "cpu-full.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(document))
+    assert bundle.audit(path, entries, salt="any", data_dir=tmp_path).problems == []
+    # a rebuild from a store that imported the bundle keeps it (the import carries the record)
+    again = bundle.build(entries, runner.store.runs(), "cpu", not_run_records=document["verdicts"], data_dir=tmp_path)
+    assert again["verdicts"] == document["verdicts"]
+
+
+def test_a_stored_input_missing_record_yields_to_runs_and_to_files_now_present(tmp_path, toy):
+    """A stale `not run` never hides a measurement, nor blames a dataset whose files are all present
+    where the bundle is built (the session that stored it had another data directory)."""
+    from verify.fetch import DATASETS
+
+    entries = toy(toy_entry("a") + toy_entry("m", protocol="toy_engine:needs_file", seeds="[1]",
+                                             extra='datasets = ["mnist"]'))
+    runner = make_runner(tmp_path / "runs.sqlite", profile="full")
+    for entry in entries:
+        runner.evaluate(entry)
+    stale = [dict(record, claim_id="a", protocol="toy_engine:measure", params={}, reason="gone")
+             for record in runner.store.verdicts() if record["claim_id"] == "m"]
+    document = bundle.build(entries, runner.store.runs(), "cpu", not_run_records=runner.store.verdicts() + stale,
+                            data_dir=tmp_path)
+    records = {record["claim_id"]: record for record in document["verdicts"]}
+    assert records["a"]["verdict"] == "reproduced" and records["m"]["not_run"] == "input missing"
+    for file in DATASETS["mnist"].files:
+        (tmp_path / file.key).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / file.key).write_bytes(b"")
+    document = bundle.build(entries, runner.store.runs(), "cpu", not_run_records=runner.store.verdicts(),
+                            data_dir=tmp_path)
+    assert {record["claim_id"]: record["not_run"] for record in document["verdicts"]}["m"] == "full protocol pending"
+
+
+def test_the_build_command_reads_the_stores_not_run_records(tmp_path, toy, capsys):
+    from verify import cli
+
+    entries = toy(toy_entry("a") + toy_entry("missing", protocol="toy_engine:needs_file", seeds="[1]"))
+    runner = make_runner(tmp_path / "runs.sqlite", profile="full")
+    for entry in entries:
+        runner.evaluate(entry)
+    out = tmp_path / "results" / "cpu-full.json"
+    assert cli.main(["bundle", "build", str(tmp_path / "runs.sqlite"), "--device", "cpu", "--out", str(out),
+                     "--claims-dir", str(tmp_path / "claims"), "--data-dir", str(tmp_path)]) == 0
+    assert "3 runs, 2 verdicts (1 input missing, 1 reproduced)" in capsys.readouterr().out

@@ -115,8 +115,43 @@ def recompute(entries: Iterable[Entry], runs: list[Run], identity: Identity) -> 
     return records
 
 
-def build(entries: list[Entry], runs: list[Run], device: str) -> dict[str, Any]:
-    """A bundle document for `device`: the verdicts recomputed from `runs` and the runs they read."""
+# `not run` reasons a full session stored (runner.MISSING): an input was absent where it ran.
+_INPUT_MISSING = "input missing"
+_PENDING = "full protocol pending"
+
+
+def _inputs_missing(entries: Iterable[Entry], records: Iterable[dict[str, Any]], device: str,
+                    data_dir: Path | None) -> dict[str, dict[str, Any]]:
+    """entry id -> the newest stored full-profile `not run` record of this device that found an input
+    of the entry's full protocol absent. A record is passed over where every file of the datasets the
+    entry declares is present in `data_dir` now (the session that stored it looked elsewhere)."""
+    from verify.fetch import missing_files
+
+    by_id = {entry.id: entry for entry in entries}
+    found: dict[str, dict[str, Any]] = {}
+    for record in records:
+        entry = by_id.get(record.get("claim_id"))
+        if (entry is None or record.get("profile") != "full" or record.get("device") != device
+                or record.get("verdict") != "not run" or record.get("not_run") != _INPUT_MISSING
+                or record.get("protocol") != entry.protocol
+                or canonical_json(record.get("params")) != canonical_json(entry.params_for("full"))):
+            continue
+        if entry.datasets and data_dir is not None and not missing_files(entry.datasets, data_dir):
+            continue
+        if entry.id not in found or record["created"] > found[entry.id]["created"]:
+            found[entry.id] = record
+    return found
+
+
+def build(entries: list[Entry], runs: list[Run], device: str, *, not_run_records: Iterable[dict[str, Any]] = (),
+          data_dir: Path | None = None) -> dict[str, Any]:
+    """A bundle document for `device`: the verdicts recomputed from `runs` and the runs they read.
+
+    not_run_records: verdict records of the sessions that made the runs (stores, or an earlier bundle).
+    An entry none of whose runs are here, and for which one of them stored "input missing" (a dataset
+    file, model weights, a script that exists nowhere), keeps that reason, with `data_dir` written as
+    <data dir>, instead of "full protocol pending": the bundle tells what waits for compute from what
+    cannot run where it was built."""
     # Every full-profile run is kept, also those of an entry still short of seeds: a later lease
     # imports the bundle and runs only what is missing.
     wanted = {(entry.protocol, canonical_json(entry.params_for("full"))) for entry in entries}
@@ -125,6 +160,16 @@ def build(entries: list[Entry], runs: list[Run], device: str) -> dict[str, Any]:
     identity = Identity.of(full, device)
     candidates = [run for run in full if run.device in (device, ANY_DEVICE) and run.torch_version == identity.torch_version]
     records = recompute(entries, candidates, identity)
+    absent = _inputs_missing(entries, not_run_records, device, data_dir)
+    read = {run.run_key for run in candidates}
+    for record in records:
+        stored = absent.get(record["claim_id"])
+        if stored is None or record["not_run"] != _PENDING or read & set(record.get("run_keys") or ()):
+            continue
+        reason = stored["reason"]
+        for root in dict.fromkeys((Path(data_dir), Path(data_dir).resolve()) if data_dir is not None else ()):
+            reason = reason.replace(f"{root}/", "<data dir>/")
+        record.update(not_run=_INPUT_MISSING, reason=reason, created=stored["created"])
     return {
         "format": EXPORT_FORMAT,
         "exported": now_iso(),
@@ -190,8 +235,9 @@ def deterministic_outputs(outputs: dict[str, Any]) -> str:
 
 
 # A `not run` verdict that reads none of the bundle's runs measured nothing: its code version and run
-# keys are those of the code that built the bundle, and move with every later edit of that code.
-_UNMEASURED_IDENTITY = ("code_version", "run_keys")
+# keys are those of the code that built the bundle, and move with every later edit of that code; and
+# why it did not run ("input missing" where it was built, which the runs cannot show) is not audited.
+_UNMEASURED_IDENTITY = ("code_version", "run_keys", "not_run")
 
 
 def _comparable(record: dict[str, Any], bundled_keys: set[str]) -> dict[str, Any]:

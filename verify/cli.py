@@ -77,18 +77,23 @@ def _summary(args: argparse.Namespace) -> int:
 
 
 def _bundle_build(args: argparse.Namespace) -> int:
+    from implementations.common.datasets import resolve_data_dir
     from verify import bundle
 
     entries = _ledger_entries(args.claims_dir)
-    runs = []
+    runs, records = [], []
     for name in args.stores:
         if not Path(name).is_file():
             print(f"error: no results store at {name}", file=sys.stderr)
             return 2
         runs.extend(ResultsStore(name).runs())
+        records.extend(ResultsStore(name).verdicts())
     for name in args.runs_from:
-        runs.extend(Run(**run) for run in read_export(name)["runs"])
-    document = bundle.build(entries, runs, args.device)
+        document = read_export(name)
+        runs.extend(Run(**run) for run in document["runs"])
+        records.extend(document["verdicts"])
+    document = bundle.build(entries, runs, args.device, not_run_records=records,
+                            data_dir=resolve_data_dir(args.data_dir))
     write_text_atomic(args.out, json.dumps(document, indent=1, sort_keys=True, allow_nan=False) + "\n")
     counts: dict[str, int] = {}
     for record in document["verdicts"]:
@@ -297,6 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--device", choices=("cpu", "cuda"), required=True)
     build.add_argument("--out", required=True, help="bundle file to write (results/<device>-full.json)")
     build.add_argument("--claims-dir", default="claims")
+    build.add_argument("--data-dir", default=None, help="dataset folder: a stored \"input missing\" is kept while "
+                       "a file of the entry's datasets is absent there (default: $CLAIMS_DATA_DIR, else "
+                       "~/.cache/claims-harness/datasets)")
     build.add_argument("--update-baseline", action="store_true", help="record the bundle's verdicts in the baseline")
     build.add_argument("--baseline", default=str(BUNDLE_DIR / BASELINE_NAME),
                        help="the baseline file (default results/baseline.json)")

@@ -96,8 +96,9 @@ def _chosen(records: Iterable[dict[str, Any]], devices: tuple[str, ...]) -> dict
 
 def waiting(records: Iterable[dict[str, Any]], devices: tuple[str, ...] = ("cpu", "cuda"),
             datasets: dict[str, list[str]] | None = None) -> str:
-    """The full-tier claims each device has no verdict for yet, by protocol and the datasets the
-    ledger says it reads (`datasets`: claim id -> names), or by the missing input the reason names."""
+    """The claims each device has no full-protocol verdict for yet (of either tier: a ci-tier claim
+    that no session on that device ran waits too), by protocol and the datasets the ledger says it
+    reads (`datasets`: claim id -> names), or by the missing input the reason names."""
     chosen = _chosen(records, devices)
     lines = ["#### Still waiting for a full-protocol verdict", ""]
     for device in devices:
@@ -105,7 +106,7 @@ def waiting(records: Iterable[dict[str, Any]], devices: tuple[str, ...] = ("cpu"
         missing: dict[str, set[str]] = defaultdict(set)
         for claim_id, row in chosen.items():
             record = row.get(device)
-            if record is None or record.get("tier") != "full" or record["verdict"] != "not run":
+            if record is None or record["verdict"] != "not run":
                 continue
             if _shared_with_cpu(device, row.get("cpu")):
                 continue
