@@ -214,6 +214,29 @@ def test_plan_names_missing_inputs_and_leaves_them_out_of_the_estimate(tmp_path,
     assert [job.missing for job in runner.plan(entries).jobs] == [[], [], []]
 
 
+def test_plan_knows_a_job_a_session_found_unrunnable_from_the_store_or_the_bundle(tmp_path, toy):
+    """SGM's interference row cites a script that exists in no commit, and reads no dataset file to
+    look for: every plan listed its 5 runs as "est. unknown". A stored "input missing" (this store's,
+    or the reference bundle's) now marks such a job as ending `not run` at once."""
+    entries = toy(toy_entry("a", seeds="[1]") + toy_entry("gone", protocol="toy_engine:needs_file", seeds="[1, 2]"))
+    first = make_runner(tmp_path / "r.sqlite")
+    assert [job.unavailable for job in first.plan(entries).jobs] == [None, None, None]
+    for entry in entries:
+        first.evaluate(entry)
+    again = make_runner(tmp_path / "r.sqlite").plan(entries, longest_first=True)
+    assert [job.specs[0].protocol for job in again.jobs] == ["toy_engine:needs_file"] * 2
+    assert all(job.ends_not_run for job in again.jobs)
+    lines = again.lines()
+    assert lines[0].endswith(f"input missing (a stored `not run`): dataset file {tmp_path}/toy.bin is missing  (gone)")
+    assert "estimated 0.0s; 2 job(s) whose input is missing here end `not run` at once;" in lines[-1]
+    records = make_runner(tmp_path / "r.sqlite").store.inputs_missing()
+    assert [record["claim_id"] for record in records] == ["gone"]
+    fresh = make_runner(tmp_path / "fresh.sqlite", reference_inputs_missing=records).plan(entries)
+    assert [job.unavailable is not None for job in fresh.jobs] == [False, True, True]
+    other = make_runner(tmp_path / "other.sqlite", reference_inputs_missing=[dict(records[0], params={"n": 1})])
+    assert not any(job.ends_not_run for job in other.plan(entries).jobs)  # other parameters: no knowledge
+
+
 def test_failures_reach_the_entries_that_read_them(tmp_path, toy):
     entries = toy(toy_entry("missing", protocol="toy_engine:needs_file", seeds="[1]")
                   + toy_entry("bug", protocol="toy_engine:broken", seeds="[1]"))

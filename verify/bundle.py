@@ -10,6 +10,7 @@ here, which must give byte-identical outputs.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import tempfile
 from collections import Counter
@@ -120,21 +121,22 @@ _INPUT_MISSING = "input missing"
 _PENDING = "full protocol pending"
 
 
-def _inputs_missing(entries: Iterable[Entry], records: Iterable[dict[str, Any]], device: str,
-                    data_dir: Path | None) -> dict[str, dict[str, Any]]:
-    """entry id -> the newest stored full-profile `not run` record of this device that found an input
-    of the entry's full protocol absent. A record is passed over where every file of the datasets the
-    entry declares is present in `data_dir` now (the session that stored it looked elsewhere)."""
+def inputs_missing(entries: Iterable[Entry], records: Iterable[dict[str, Any]], *, device: str, profile: str,
+                   data_dir: Path | None) -> dict[str, dict[str, Any]]:
+    """entry id -> the newest stored `not run` record that found an input of the entry absent
+    ("input missing"), made on `device` (any device, for a device-independent protocol) by the
+    entry's protocol with the parameters `profile` gives it. A record is passed over where every file
+    of the datasets the entry declares is present in `data_dir` now (its session looked elsewhere)."""
     from verify.fetch import missing_files
 
     by_id = {entry.id: entry for entry in entries}
     found: dict[str, dict[str, Any]] = {}
     for record in records:
         entry = by_id.get(record.get("claim_id"))
-        if (entry is None or record.get("profile") != "full" or record.get("device") != device
-                or record.get("verdict") != "not run" or record.get("not_run") != _INPUT_MISSING
+        if (entry is None or record.get("verdict") != "not run" or record.get("not_run") != _INPUT_MISSING
+                or (record.get("device") != device and not record.get("device_independent"))
                 or record.get("protocol") != entry.protocol
-                or canonical_json(record.get("params")) != canonical_json(entry.params_for("full"))):
+                or canonical_json(record.get("params")) != canonical_json(entry.params_for(profile))):
             continue
         if entry.datasets and data_dir is not None and not missing_files(entry.datasets, data_dir):
             continue
@@ -160,7 +162,7 @@ def build(entries: list[Entry], runs: list[Run], device: str, *, not_run_records
     identity = Identity.of(full, device)
     candidates = [run for run in full if run.device in (device, ANY_DEVICE) and run.torch_version == identity.torch_version]
     records = recompute(entries, candidates, identity)
-    absent = _inputs_missing(entries, not_run_records, device, data_dir)
+    absent = inputs_missing(entries, not_run_records, device=device, profile="full", data_dir=data_dir)
     read = {run.run_key for run in candidates}
     for record in records:
         stored = absent.get(record["claim_id"])
@@ -207,15 +209,33 @@ def load_bundle(directory: Path = BUNDLE_DIR) -> tuple[list[dict[str, Any]], lis
     return records, runs
 
 
-def reference_wall_times(directory: Path = BUNDLE_DIR) -> list[tuple[str, Any, str, float, bool]]:
-    """(protocol, params, device, wall seconds, seed-batched) of every bundled run, for the planner's
-    estimates; none when the bundle is absent or unreadable (an estimate is never worth a failed session)."""
+@functools.lru_cache(maxsize=8)
+def _read_bundle_file(path: Path, mtime_ns: int, size: int) -> dict[str, Any]:
+    return read_export(path)  # keyed by the file's state: the planner reads each file once per change
+
+
+def _reference_documents(directory: Path) -> list[dict[str, Any]]:
+    """The bundle files' documents for the planner (not to be changed); none when the bundle is absent
+    or unreadable (an estimate is never worth a failed session)."""
     try:
-        _, runs = load_bundle(directory)
+        return [_read_bundle_file(path, path.stat().st_mtime_ns, path.stat().st_size)
+                for path in bundle_files(directory)]
     except (OSError, ValueError, KeyError):
         return []
+
+
+def reference_wall_times(directory: Path = BUNDLE_DIR) -> list[tuple[str, Any, str, float, bool]]:
+    """(protocol, params, device, wall seconds, seed-batched) of every bundled run, for the planner's
+    estimates."""
     return [(run["protocol"], run["params"], run["device"], run["wall_seconds"], bool(run.get("seed_batched")))
-            for run in runs]
+            for document in _reference_documents(directory) for run in document["runs"]]
+
+
+def reference_inputs_missing(directory: Path = BUNDLE_DIR) -> list[dict[str, Any]]:
+    """The bundled "input missing" records, so the planner knows a job that ends `not run` at once (a
+    script that exists in no commit) before any session here has tried it."""
+    return [record for document in _reference_documents(directory) for record in document["verdicts"]
+            if record.get("verdict") == "not run" and record.get("not_run") == _INPUT_MISSING]
 
 
 # -- audit ---------------------------------------------------------------------------------------

@@ -177,7 +177,8 @@ def _plan(args: argparse.Namespace) -> int:
     runner = Runner(ResultsStore(args.results), resolve_data_dir(args.data_dir), device=device, profile=args.profile,
                     use_cache=not args.no_cache, seed_limit=args.seeds, progress=lambda message: None,
                     threads=threads, seed_batching=seed_batching, device_name=name,
-                    reference_walls=[] if args.no_bundle else bundle.reference_wall_times(Path(args.bundle)))
+                    reference_walls=[] if args.no_bundle else bundle.reference_wall_times(Path(args.bundle)),
+                    reference_inputs_missing=[] if args.no_bundle else bundle.reference_inputs_missing(Path(args.bundle)))
     plan = runner.plan(entries, longest_first=workers > 1)
     print(f"claims plan ({device}, profile {args.profile}, {runner.threads} thread(s) per run, {len(entries)} entries)")
     for line in plan.lines(workers):

@@ -393,7 +393,7 @@ class Progress:
         self.last_line = time.perf_counter()
         self.total = len(jobs)
         self.workers = max(1, min(workers, self.total or 1))
-        self.unknown = sum(job.estimate is None and not job.missing for job in jobs)
+        self.unknown = sum(job.estimate is None and not job.ends_not_run for job in jobs)
         self.finished = 0
         self.ran = 0  # jobs that ran to completion; a job refused at once (missing input) says nothing of pace
         self.started = self.last_finish = time.perf_counter()
@@ -415,10 +415,10 @@ class Progress:
         then the queued jobs in order, each to the worker that frees first. A job whose input is
         missing ends at once: it counts as no time, known."""
         loads = sorted(max(0.0, (job.estimate or 0.0) - (now - start)) for job, start in self._running.values()
-                       if not job.missing)
+                       if not job.ends_not_run)
         loads += [0.0] * max(0, self.workers - len(loads))
         for job in self._queue:
-            if not job.missing:
+            if not job.ends_not_run:
                 loads[loads.index(min(loads))] += job.estimate or 0.0
         return max(loads, default=0.0)
 
@@ -445,7 +445,7 @@ class Progress:
 
     def _estimated_left(self) -> bool:
         """Whether the jobs not finished have estimates adding up to more than nothing."""
-        return any(job.estimate and not job.missing
+        return any(job.estimate and not job.ends_not_run
                    for job in [*self._queue, *(job for job, _ in self._running.values())])
 
     @contextlib.contextmanager
@@ -474,7 +474,7 @@ class Progress:
             self._queue.remove(job)
         else:
             self._start_next(now)
-        self.unknown -= job.estimate is None and not job.missing
+        self.unknown -= job.estimate is None and not job.ends_not_run
         elapsed = now - self.started
         left = self.total - self.finished
         if left == 0:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -77,6 +78,14 @@ class Job:
     spread: tuple[float, float, int] | None = None  # other parameters' times, lowest and highest, and how many sets
     estimate_from_other_form: bool = False  # a seed-batched job timed from one-seed-at-a-time runs, or the reverse
     missing: list[str] = field(default_factory=list)  # data files it reads that are absent: it ends `not run` at once
+    # why a full session found its input absent, for a job reading no declared dataset (a script or
+    # weights that exist nowhere): it ends `not run` at once too
+    unavailable: str | None = None
+
+    @property
+    def ends_not_run(self) -> bool:
+        """Whether it ends `not run` at once, taking no time: an input is known to be absent."""
+        return bool(self.missing) or self.unavailable is not None
 
     @property
     def seed_batched(self) -> bool:
@@ -105,7 +114,7 @@ class Plan:
     def estimate(self) -> tuple[float, int]:
         """(seconds of the jobs with an estimate, number of jobs without one), leaving out the jobs
         whose input is missing (they take no time)."""
-        runnable = [job for job in self.jobs if not job.missing]
+        runnable = [job for job in self.jobs if not job.ends_not_run]
         known = [job.estimate for job in runnable if job.estimate is not None]
         return sum(known), len(runnable) - len(known)
 
@@ -117,6 +126,8 @@ class Plan:
                 more = f" +{len(job.missing) - 1} more" if len(job.missing) > 1 else ""
                 names = " ".join(dict.fromkeys(key.split("/", 1)[0] for key in job.missing))
                 estimate = f"input missing: {job.missing[0]}{more} (python -m verify fetch-data {names})"
+            elif job.unavailable is not None:
+                estimate = f"input missing (a stored `not run`): {_first_clause(job.unavailable)}"
             elif job.estimate is None:
                 estimate = "est. unknown"
             elif job.estimate_from_reference:
@@ -135,7 +146,7 @@ class Plan:
             total = (f"{format_seconds(known)} + " if known else "") + f"{unknown} job(s) of unknown length"
         else:
             total = format_seconds(known)
-        runnable = [job.estimate for job in self.jobs if not job.missing]
+        runnable = [job.estimate for job in self.jobs if not job.ends_not_run]
         wall = ""
         if workers > 1 and runnable and not unknown:
             wall = f", about {format_seconds(parallel_wall(runnable, workers))} of wall time on {workers} workers"
@@ -249,10 +260,17 @@ class WallTimes:
         return None, False, False, False
 
 
+def _first_clause(reason: str, limit: int = 120) -> str:
+    """The head of a `not run` reason, for a plan line: up to its first aside, comma or sentence end."""
+    head = re.split(r" \(|, |; |\. ", reason, maxsplit=1)[0].rstrip(".")
+    return head if len(head) <= limit else head[: limit - 1] + "…"
+
+
 def build_plan(needs: Iterable[tuple[str, list[RunSpec] | str]], store: ResultsStore, *,
                skip_stored: bool = True, done: Iterable[str] = (), longest_first: bool = False,
                reference_walls: Iterable[tuple] = (), reference_other_params: bool = True,
-               missing: Mapping[str, Sequence[str]] | None = None) -> Plan:
+               missing: Mapping[str, Sequence[str]] | None = None,
+               unavailable: Mapping[str, str] | None = None) -> Plan:
     """Plan the runs that `needs` lists: (entry id, its run specs) or (entry id, reason it needs none).
 
     skip_stored: leave out runs the store holds (False for --no-cache: every run once, deduplicated).
@@ -263,6 +281,8 @@ def build_plan(needs: Iterable[tuple[str, list[RunSpec] | str]], store: ResultsS
     estimates where this store has none (a new user's first --plan); those of other parameters
     only where `reference_other_params` (the reference bundle is full-size: not for a smoke plan).
     missing: entry id -> the data files it reads that are absent here; its jobs carry them.
+    unavailable: entry id -> why a full session found an input of it absent (entries that declare no
+    dataset files to look for); its jobs carry the reason.
     """
     readers: dict[str, list[str]] = {}
     specs: dict[str, RunSpec] = {}
@@ -295,6 +315,7 @@ def build_plan(needs: Iterable[tuple[str, list[RunSpec] | str]], store: ResultsS
         job.entries.extend(entry for entry in readers[spec.key] if entry not in job.entries)
     for job in jobs:
         job.missing = list(dict.fromkeys(key for entry in job.entries for key in (missing or {}).get(entry, ())))
+        job.unavailable = next((unavailable[entry] for entry in job.entries if entry in (unavailable or {})), None)
         estimates = [walls.estimate(spec) for spec in job.specs]
         seconds = [estimate for estimate, _, _, _ in estimates]
         job.estimate = None if None in seconds else sum(seconds)

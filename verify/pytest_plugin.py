@@ -256,6 +256,8 @@ class _SessionState:
                 seed_batching=seed_batching,
                 reference_walls=[] if self.config.getoption("no_bundle")
                 else bundle.reference_wall_times(Path(self.config.rootpath) / "results"),
+                reference_inputs_missing=[] if self.config.getoption("no_bundle")
+                else bundle.reference_inputs_missing(Path(self.config.rootpath) / "results"),
             )
         return self._runner
 
@@ -351,7 +353,7 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
         _fetch_data(config, entries, runner.data_dir)
     for line in plan.lines(workers)[len(plan.jobs):]:  # the totals (and any note), not one line per job
         runner.progress(line)
-    runnable = sum(not job.missing for job in plan.jobs)
+    runnable = sum(not job.ends_not_run for job in plan.jobs)
     if runnable and config.getoption("ray_address") is None:  # a cluster's cores are not this machine's
         note = cpu_oversubscription(min(workers, runnable), runner.threads)
         if note is not None:

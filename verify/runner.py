@@ -189,6 +189,8 @@ class Runner:
     # (protocol, params, device, wall seconds, seed-batched) of the reference bundle's runs: estimates for a store
     # that has none of its own yet
     reference_walls: list[tuple] = field(default_factory=list)
+    # the reference bundle's "input missing" records: jobs known to end `not run` at once
+    reference_inputs_missing: list[dict[str, Any]] = field(default_factory=list)
     executed: set[str] = field(default_factory=set)  # keys run in this session (--no-cache runs each once)
     failures: dict[str, BaseException] = field(default_factory=dict)  # key -> why its run failed here
 
@@ -223,8 +225,10 @@ class Runner:
 
     def plan(self, entries: Iterable[Entry], *, longest_first: bool = False) -> Plan:
         """The runs these entries need that are neither stored (unless --no-cache) nor run this session."""
+        from verify.bundle import inputs_missing
         from verify.fetch import missing_files
 
+        entries = list(entries)
         needs, missing, absent = [], {}, {}
         for entry in entries:
             reason = self.skip_reason(entry)
@@ -232,9 +236,13 @@ class Runner:
             if entry.datasets not in absent:
                 absent[entry.datasets] = missing_files(entry.datasets, self.data_dir)
             missing[entry.id] = absent[entry.datasets]
+        # what a session (this store's, or the one that built the reference bundle) found absent
+        known = inputs_missing(entries, self.store.inputs_missing() + self.reference_inputs_missing,
+                               device=self.device, profile=self.profile, data_dir=self.data_dir)
         return build_plan(needs, self.store, skip_stored=self.use_cache, done=self.executed | set(self.failures),
                           longest_first=longest_first, reference_walls=self.reference_walls,
-                          reference_other_params=self.profile == "full", missing=missing)
+                          reference_other_params=self.profile == "full", missing=missing,
+                          unavailable={entry_id: record["reason"] for entry_id, record in known.items()})
 
     def execute_plan(self, plan: Plan, executor: Executor | None = None, workers: int = 1) -> None:
         """Run the plan's jobs; the store receives each run as its job finishes (so a killed session

@@ -192,6 +192,13 @@ class ResultsStore:
         with closing(self._connect()) as connection, connection:
             connection.execute(_INSERT_VERDICT, _verdict_row(record))
 
+    def inputs_missing(self) -> list[dict[str, Any]]:
+        """The stored `not run` records whose session found an input absent ("input missing")."""
+        with closing(self._connect()) as connection:
+            rows = connection.execute("SELECT record FROM verdicts WHERE json_extract(record, '$.not_run') = ?",
+                                      ("input missing",)).fetchall()
+        return [json.loads(row[0]) for row in rows]
+
     def verdicts(self) -> list[dict[str, Any]]:
         with closing(self._connect()) as connection:
             rows = connection.execute("SELECT record FROM verdicts ORDER BY claim_id, device").fetchall()
