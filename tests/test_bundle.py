@@ -268,3 +268,42 @@ def test_the_build_command_reads_the_stores_not_run_records(tmp_path, toy, capsy
     assert cli.main(["bundle", "build", str(tmp_path / "runs.sqlite"), "--device", "cpu", "--out", str(out),
                      "--claims-dir", str(tmp_path / "claims"), "--data-dir", str(tmp_path)]) == 0
     assert "3 runs, 2 verdicts (1 input missing, 1 reproduced)" in capsys.readouterr().out
+
+
+def test_not_run_records_never_change_a_measured_verdict(tmp_path, toy):
+    """Property: whatever `not run` records a build is handed (any claim, protocol, parameters,
+    device), the measured verdicts are those of a build handed none, and an entry turns from "full
+    protocol pending" to "input missing" only for a record of its own protocol, parameters and device."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    entries = toy(toy_entry("a") + toy_entry("b", protocol="toy_engine:needs_file", seeds="[1]")
+                  + toy_entry("c", params="{ sleep = 0.0 }", seeds="[1, 4]"))
+    runner = make_runner(tmp_path / "runs.sqlite", profile="full")
+    for entry in entries[:2]:
+        runner.evaluate(entry)
+    runs = runner.store.runs()
+    plain = {record["claim_id"]: record for record in bundle.build(entries, runs, "cpu")["verdicts"]}
+    template = runner.store.inputs_missing()[0]
+    protocols = {entry.id: (entry.protocol, entry.params_for("full")) for entry in entries}
+    record = st.fixed_dictionaries({
+        "claim_id": st.sampled_from(["a", "b", "c", "z"]),
+        "protocol": st.sampled_from(["toy_engine:measure", "toy_engine:needs_file"]),
+        "params": st.sampled_from([{}, {"sleep": 0.0}]),
+        "device": st.sampled_from(["cpu", "cuda"]),
+        "created": st.sampled_from(["2026-01-01T00:00:00+00:00", "2026-02-01T00:00:00+00:00"]),
+    }).map(lambda fields: {**template, **fields})
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.lists(record, max_size=6))
+    def check(records):
+        built = {r["claim_id"]: r for r in bundle.build(entries, runs, "cpu", not_run_records=records,
+                                                         data_dir=tmp_path)["verdicts"]}
+        assert built["a"] == plain["a"]
+        for claim in ("b", "c"):
+            matches = [r for r in records if r["claim_id"] == claim and r["device"] == "cpu"
+                       and (r["protocol"], r["params"]) == protocols[claim]]
+            assert built[claim]["verdict"] == "not run"
+            assert built[claim]["not_run"] == ("input missing" if matches else "full protocol pending")
+
+    check()
