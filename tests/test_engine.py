@@ -524,7 +524,7 @@ def test_plan_and_progress_give_the_wall_time_of_a_schedule(tmp_path, toy):
     from verify.planner import Job, Plan
 
     spec = SimpleNamespace(describe=lambda: "run", protocol="p")
-    jobs = [Job([spec], estimate=2520.0) for _ in range(3)]
+    jobs = [Job([spec], estimate=2520.0, estimate_from_same_params=True) for _ in range(3)]
     plan = Plan(jobs, cached=0, skipped={})
     assert "estimated 2h06m, about 1h24m of wall time on 2 workers;" in plan.lines(workers=2)[-1]
     lines: list[str] = []
@@ -565,7 +565,10 @@ def test_an_estimate_from_other_parameters_shows_how_far_they_spread():
     job = Job([SimpleNamespace(describe=lambda: "p seed 0 on cpu")], estimate=1386.7, spread=(40.0, 4080.0, 3))
     assert "est. ~23m07s (from other parameters: 40.0s to 1h08m)" in Plan([job], 0, {}).lines()[0]
     job = Job([SimpleNamespace(describe=lambda: "p seed 0 on cpu")], estimate=28.0, spread=(28.0, 28.0, 1))
-    assert "est. ~28.0s (from one other parameter set)" in Plan([job], 0, {}).lines()[0]
+    lines = Plan([job], 0, {}).lines()
+    assert "est. ~28.0s (from one other parameter set)" in lines[0]
+    # the total says so too: the learning-rate search's five full runs summed to "2m20s", each about an hour
+    assert lines[-1].startswith("note: 1 job(s) are estimated from runs of other parameters of their protocol")
 
 
 @pytest.mark.parametrize("workers, threads, cores, load, expected", [

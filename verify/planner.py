@@ -154,6 +154,11 @@ class Plan:
         missing = f"; {missing} job(s) whose input is missing here end `not run` at once" if missing else ""
         lines.append(f"pending: {self.pending_runs} run(s) in {len(self.jobs)} job(s), estimated {total}{wall}{missing}; "
                      f"already stored: {self.cached}; entries needing no run here: {len(self.skipped)}")
+        guessed = sum(job.estimate is not None and not job.estimate_from_same_params and not job.ends_not_run
+                      for job in self.jobs)
+        if guessed:
+            lines.append(f"note: {guessed} job(s) are estimated from runs of other parameters of their protocol (their "
+                         f"lines say so); a CI-sized and a full-size run may differ 100-fold, so the total is a rough guide")
         if self.other_threads:
             threads, count = max(self.other_threads.items(), key=lambda item: (item[1], -item[0]))
             lines.append(f"note: {count} pending run(s) are stored with {threads} CPU thread(s) per run; the thread "
