@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable
 from verify.ledger import Entry
 from verify.planner import ANY_DEVICE, run_key
 from verify.store import EXPORT_FORMAT, ResultsStore, Run, canonical_json, is_timing_output, now_iso, read_export
+from verify.verdicts import MISSING, PENDING
 
 BUNDLE_DIR = Path(__file__).resolve().parent.parent / "results"
 BASELINE_NAME = "baseline.json"
@@ -116,11 +117,6 @@ def recompute(entries: Iterable[Entry], runs: list[Run], identity: Identity) -> 
     return records
 
 
-# `not run` reasons a full session stored (runner.MISSING): an input was absent where it ran.
-_INPUT_MISSING = "input missing"
-_PENDING = "full protocol pending"
-
-
 def inputs_missing(entries: Iterable[Entry], records: Iterable[dict[str, Any]], *, device: str, profile: str,
                    data_dir: Path | None) -> dict[str, dict[str, Any]]:
     """entry id -> the newest stored `not run` record that found an input of the entry absent
@@ -133,7 +129,7 @@ def inputs_missing(entries: Iterable[Entry], records: Iterable[dict[str, Any]], 
     found: dict[str, dict[str, Any]] = {}
     for record in records:
         entry = by_id.get(record.get("claim_id"))
-        if (entry is None or record.get("verdict") != "not run" or record.get("not_run") != _INPUT_MISSING
+        if (entry is None or record.get("verdict") != "not run" or record.get("not_run") != MISSING
                 or (record.get("device") != device and not record.get("device_independent"))
                 or record.get("protocol") != entry.protocol
                 or canonical_json(record.get("params")) != canonical_json(entry.params_for(profile))):
@@ -166,12 +162,12 @@ def build(entries: list[Entry], runs: list[Run], device: str, *, not_run_records
     read = {run.run_key for run in candidates}
     for record in records:
         stored = absent.get(record["claim_id"])
-        if stored is None or record["not_run"] != _PENDING or read & set(record.get("run_keys") or ()):
+        if stored is None or record["not_run"] != PENDING or read & set(record.get("run_keys") or ()):
             continue
         reason = stored["reason"]
         for root in dict.fromkeys((Path(data_dir), Path(data_dir).resolve()) if data_dir is not None else ()):
             reason = reason.replace(f"{root}/", "<data dir>/")
-        record.update(not_run=_INPUT_MISSING, reason=reason, created=stored["created"])
+        record.update(not_run=MISSING, reason=reason, created=stored["created"])
     return {
         "format": EXPORT_FORMAT,
         "exported": now_iso(),
@@ -235,7 +231,7 @@ def reference_inputs_missing(directory: Path = BUNDLE_DIR) -> list[dict[str, Any
     """The bundled "input missing" records, so the planner knows a job that ends `not run` at once (a
     script that exists in no commit) before any session here has tried it."""
     return [record for document in _reference_documents(directory) for record in document["verdicts"]
-            if record.get("verdict") == "not run" and record.get("not_run") == _INPUT_MISSING]
+            if record.get("verdict") == "not run" and record.get("not_run") == MISSING]
 
 
 # -- audit ---------------------------------------------------------------------------------------

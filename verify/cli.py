@@ -86,8 +86,9 @@ def _bundle_build(args: argparse.Namespace) -> int:
         if not Path(name).is_file():
             print(f"error: no results store at {name}", file=sys.stderr)
             return 2
-        runs.extend(ResultsStore(name).runs())
-        records.extend(ResultsStore(name).verdicts())
+        store = ResultsStore(name)
+        runs.extend(store.runs())
+        records.extend(store.verdicts())
     for name in args.runs_from:
         document = read_export(name)
         runs.extend(Run(**run) for run in document["runs"])

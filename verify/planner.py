@@ -78,8 +78,8 @@ class Job:
     spread: tuple[float, float, int] | None = None  # other parameters' times, lowest and highest, and how many sets
     estimate_from_other_form: bool = False  # a seed-batched job timed from one-seed-at-a-time runs, or the reverse
     missing: list[str] = field(default_factory=list)  # data files it reads that are absent: it ends `not run` at once
-    # why a full session found its input absent, for a job reading no declared dataset (a script or
-    # weights that exist nowhere): it ends `not run` at once too
+    # why a session (this store's, or the reference bundle's) found its input absent, for a job reading
+    # no declared dataset (a script that exists nowhere): it ends `not run` at once too
     unavailable: str | None = None
 
     @property
@@ -286,7 +286,7 @@ def build_plan(needs: Iterable[tuple[str, list[RunSpec] | str]], store: ResultsS
     estimates where this store has none (a new user's first --plan); those of other parameters
     only where `reference_other_params` (the reference bundle is full-size: not for a smoke plan).
     missing: entry id -> the data files it reads that are absent here; its jobs carry them.
-    unavailable: entry id -> why a full session found an input of it absent (entries that declare no
+    unavailable: entry id -> why a stored session found an input of it absent (entries that declare no
     dataset files to look for); its jobs carry the reason.
     """
     readers: dict[str, list[str]] = {}

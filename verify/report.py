@@ -21,6 +21,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from verify import plots
 from verify.store import Run, is_timing_output, merge_verdicts, write_text_atomic
+from verify.verdicts import MISSING, PENDING
 from verify.verdicts import Verdict
 
 _ENVIRONMENT = Environment(
@@ -34,7 +35,6 @@ _ENVIRONMENT = Environment(
 # (the lede names it instead); one with records gets a column, where a missing run shows as missing.
 MAIN_DEVICES = ("cpu", "cuda")
 # `not run` is shown as why: the full protocol has not run here yet, or an input (file, GPU) is missing.
-PENDING, MISSING = "full protocol pending", "input missing"
 VERDICT_ORDER = ("reproduced", "not reproduced", "inconclusive", "measured", PENDING, MISSING)
 VERDICT_MEANINGS = {
     "reproduced": "the claim holds by its kind's rule: every seed satisfies it (universal, exact), one run's "

@@ -28,14 +28,13 @@ from verify.executors import (Executor, Progress, SequentialExecutor, can_batch_
 from verify.ledger import Entry, default_seeds_dir, document_provenance
 from verify.planner import ANY_DEVICE, Job, Plan, RunSpec, build_plan
 from verify.store import ResultsStore, Run, now_iso
-from verify.verdicts import Judgement, Verdict, judge, summarize
+from verify.verdicts import DEVICE, MISSING, PENDING, Judgement, Verdict, judge, summarize
 
 IMPLEMENTATIONS_DIR = Path(__file__).resolve().parent.parent / "implementations"
 # A full-tier experiment at smoke size only shows that its protocol runs (it never gives a verdict):
 # two seeds show that, and that the seeds differ.
 SMOKE_SEEDS = 2
 # Why an entry is `not run`, as the report groups them.
-PENDING, MISSING, DEVICE = "full protocol pending", "input missing", "needs CUDA"
 
 
 def resolve_device(requested: str) -> str:

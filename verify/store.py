@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from verify.ledger import SEED_LIMIT
-from verify.verdicts import COMPARISONS, VERDICTS
+from verify.verdicts import COMPARISONS, MISSING, VERDICTS
 
 EXPORT_FORMAT = "claims-harness-results/1"
 
@@ -196,7 +196,7 @@ class ResultsStore:
         """The stored `not run` records whose session found an input absent ("input missing")."""
         with closing(self._connect()) as connection:
             rows = connection.execute("SELECT record FROM verdicts WHERE json_extract(record, '$.not_run') = ?",
-                                      ("input missing",)).fetchall()
+                                      (MISSING,)).fetchall()
         return [json.loads(row[0]) for row in rows]
 
     def verdicts(self) -> list[dict[str, Any]]:

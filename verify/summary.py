@@ -10,6 +10,7 @@ from collections import Counter, defaultdict
 from typing import Any, Iterable
 
 from verify.report import claimed_text, natural_key, verdict_label
+from verify.verdicts import PENDING
 
 PARAMETER_COLUMNS = ("Params", "Parameters")
 
@@ -110,7 +111,7 @@ def waiting(records: Iterable[dict[str, Any]], devices: tuple[str, ...] = ("cpu"
                 continue
             if _shared_with_cpu(device, row.get("cpu")):
                 continue
-            if record.get("not_run") == "full protocol pending":
+            if record.get("not_run") == PENDING:
                 reads = ", ".join((datasets or {}).get(claim_id, []))
                 pending[f"{record['system']}: `{record['protocol'].rsplit(':', 1)[-1]}`"
                         + (f" reading {reads}" if reads else "")].add(claim_id)

@@ -45,6 +45,9 @@ KIND_COMPARISONS = {
 STOCHASTIC_KINDS = ("universal", "single_run", "mean")
 MIN_SEEDS = 5
 VERDICTS = ("reproduced", "not reproduced", "inconclusive", "not run", "measured")
+# Why a verdict is `not run` (its record's "not_run"): only the smoke size ran here; an input (dataset
+# file, weights, script) is absent; the entry needs a GPU this session lacks.
+PENDING, MISSING, DEVICE = "full protocol pending", "input missing", "needs CUDA"
 CONFIDENCE = 0.95
 BOOTSTRAP_RESAMPLES = 10_000
 
