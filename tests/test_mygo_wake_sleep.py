@@ -100,6 +100,35 @@ def test_exemplar_replay_keeps_its_budget_and_adds_a_replay_term():
     assert float(with_replay.detach()) != float(plain.detach())
 
 
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 4), st.integers(1, 16), st.integers(0, 2**16))
+def test_exemplar_replay_loss_is_each_replayed_row_through_its_own_head(kept_tasks, batch, seed):
+    """The sync-free replay term (a where per kept task, not a boolean index) is still the sum over the
+    replayed rows of each row's cross-entropy through its own task's head, over the replay batch size."""
+    torch.manual_seed(seed)
+    model = NeocortexNet().eval()  # no dropout: the reference below recomputes the features
+    for task_id in range(kept_tasks + 1):
+        model.add_task_head(task_id)
+    rng = torch_generator(seed)
+    replay = ExemplarReplay(exemplars_per_task=3, replay_batch_size=batch, rng=rng)
+    for task_id in range(kept_tasks):
+        replay.after_task(model, image_task(task_id, seed=seed))
+    current = image_task(kept_tasks, seed=seed)
+    state = rng.get_state()
+    got = replay.loss(model, current.x_train[:4], current.y_train[:4], current)
+
+    rng.set_state(state)
+    stored_x, stored_y = torch.cat(replay.x), torch.cat(replay.y)
+    stored_task = [task_id for task_id, x in zip(replay.task_ids, replay.x) for _ in range(len(x))]
+    picks = torch.randint(len(stored_x), (batch,), generator=rng).tolist()
+    rows = [torch.nn.functional.cross_entropy(model.head(stored_task[i])(model.features(stored_x[i:i + 1])),
+                                              stored_y[i:i + 1]) for i in picks]
+    plain = torch.nn.functional.cross_entropy(model.head(kept_tasks)(model.features(current.x_train[:4])),
+                                              current.y_train[:4])
+    expected = plain + torch.stack(rows).sum() / batch
+    assert torch.allclose(got, expected, rtol=1e-5, atol=1e-6), (float(got), float(expected))
+
+
 def test_ag_news_is_not_run_and_names_the_missing_file(tmp_path):
     with pytest.raises(DatasetMissing) as raised:
         wake_sleep_split_ag_news(seed=0, device="cpu", data_dir=tmp_path)

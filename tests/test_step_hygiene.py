@@ -168,8 +168,6 @@ SYNCING = {
     "sgm_hard_locks": "HardLocks.after_backward records float(grad.abs().max()) every step",
     "dtgma_faithful_hat": "FaithfulHAT.after_backward zeroes grad[used] with a boolean mask (a nonzero)",
     "dtgma_faithful_packnet": "FaithfulPackNet zeroes grad[frozen | pruned] and weight[pruned] with boolean masks",
-    "mygo_exemplar_replay": "ExemplarReplay.loss loops over replay_task.unique().tolist() and picks "
-                            "features[replay_task == t] with a boolean mask",
 }
 # Seen by CUDA's detector only: a blocking copy to the device of what was drawn on the host, each step.
 COPY_SYNCING = {

@@ -2,7 +2,8 @@
 
 After each task a fixed number of its training images (drawn at random) is kept; every training
 step of a later task adds the cross-entropy of one replayed batch, drawn uniformly from all kept
-exemplars, each through its own task's head (task-incremental, like MyGO).
+exemplars, each through its own task's head (task-incremental, like MyGO): the sum of the replayed
+rows' cross-entropies, divided by the replay batch size.
 """
 
 from __future__ import annotations
@@ -24,22 +25,25 @@ class ExemplarReplay(Strategy):
         self.rng = rng
         self.x: list[torch.Tensor] = []
         self.y: list[torch.Tensor] = []
-        self.task_ids: list[torch.Tensor] = []
+        self.task_ids: list[int] = []  # on the host: the step loop never reads a device value
+        self.stored: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: Task) -> torch.Tensor:
+        """No host synchronisation (engine issue, GPU hygiene): each kept task's head sees the whole
+        replayed batch and its cross-entropy counts only the rows of its own task (a where, not a
+        boolean index), and the picks drawn on the host go to the device without a blocking copy."""
         loss = super().loss(model, x, y, task)
-        if not self.x:
+        if self.stored is None:
             return loss
-        stored_x, stored_y, stored_task = torch.cat(self.x), torch.cat(self.y), torch.cat(self.task_ids)
-        picks = torch.randint(len(stored_x), (self.replay_batch_size,), generator=self.rng,
-                              device=self.rng.device).to(stored_x.device)
-        replay_task = stored_task[picks]
+        stored_x, stored_y, stored_task = self.stored
+        picks = _to_device(torch.randint(len(stored_x), (self.replay_batch_size,), generator=self.rng,
+                                         device=self.rng.device), stored_x.device)
+        replay_task, replay_y = stored_task[picks], stored_y[picks]
         features = model.features(stored_x[picks])
         replay_loss = torch.zeros((), device=x.device)
-        for task_id in replay_task.unique().tolist():
-            chosen = replay_task == task_id
-            logits = model.head(task_id)(features[chosen])
-            replay_loss = replay_loss + F.cross_entropy(logits, stored_y[picks][chosen], reduction="sum")
+        for task_id in dict.fromkeys(self.task_ids):
+            per_row = F.cross_entropy(model.head(task_id)(features), replay_y, reduction="none")
+            replay_loss = replay_loss + torch.where(replay_task == task_id, per_row, 0.0).sum()
         return loss + replay_loss / self.replay_batch_size
 
     def after_task(self, model: nn.Module, task: Task) -> None:
@@ -47,7 +51,16 @@ class ExemplarReplay(Strategy):
         kept = order[:self.exemplars_per_task].to(task.x_train.device)
         self.x.append(task.x_train[kept].clone())
         self.y.append(task.y_train[kept].clone())
-        self.task_ids.append(torch.full((len(kept),), task.task_id, device=task.x_train.device))
+        self.task_ids.append(task.task_id)
+        ids = [torch.full((len(x),), task_id, device=x.device) for x, task_id in zip(self.x, self.task_ids)]
+        self.stored = torch.cat(self.x), torch.cat(self.y), torch.cat(ids)  # once per task, not per step
 
     def stored_images(self) -> int:
         return sum(len(x) for x in self.x)
+
+
+def _to_device(values: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host tensor's copy to a CUDA device from pinned memory, which does not wait for the queue."""
+    if values.device.type == "cpu" and device.type == "cuda":
+        return values.pin_memory().to(device, non_blocking=True)
+    return values.to(device)
