@@ -126,6 +126,28 @@ def test_a_bundle_from_older_code_is_recomputed_under_its_own_version_and_shown_
     assert bundle.audit(path, entries, salt="any", data_dir=tmp_path).problems
 
 
+def test_a_rebuild_replaces_a_protocols_stale_runs_by_its_current_ones(tmp_path, toy):
+    """Re-running a protocol after its code changed and building from the old bundle's runs plus the
+    new store keeps the current runs only; runs of two versions neither of which is the code here
+    still cannot share a bundle."""
+    from dataclasses import replace
+
+    from verify.planner import run_key
+
+    def recorded_by(runs, version):
+        return [replace(run, code_version=version, run_key=run_key(
+            run.protocol, run.params, run.seed, run.device, run.torch_version, version, run.threads))
+            for run in runs]
+
+    entries, document, path = built(tmp_path, toy, toy_entry("a"))
+    current = [Run(**run) for run in document["runs"]]
+    rebuilt = bundle.build(entries, recorded_by(current, "0" * 16) + current, "cpu")
+    assert rebuilt["runs"] == document["runs"]
+    assert [record["code_version"] for record in rebuilt["verdicts"]] == [current[0].code_version]
+    with pytest.raises(bundle.BundleError, match="recorded by 2 code versions"):
+        bundle.build(entries, recorded_by(current, "0" * 16) + recorded_by(current, "1" * 16), "cpu")
+
+
 def test_a_not_run_verdict_that_read_no_bundled_run_survives_a_code_change(tmp_path, toy):
     """Its code version and run keys are those of the code that built the bundle: a later edit of that
     code must not fail the audit (it did, for every CUDA entry a lease never reached). Its verdict

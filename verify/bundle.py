@@ -141,6 +141,29 @@ def inputs_missing(entries: Iterable[Entry], records: Iterable[dict[str, Any]], 
     return found
 
 
+def _current_where_mixed(runs: list[Run]) -> list[Run]:
+    """Of a protocol whose runs were recorded by several code versions, the runs of the code here
+    only: a protocol re-run after a change, built together with the bundle that held its stale runs,
+    replaces them. Several versions none of which is current are left for the build to refuse."""
+    from verify.runner import code_version
+
+    versions: dict[str, set[str]] = {}
+    for run in runs:
+        versions.setdefault(run.protocol, set()).add(run.code_version)
+    mixed = {protocol for protocol, found in versions.items() if len(found) > 1}
+    if not mixed:
+        return runs
+
+    def current(run: Run) -> str | None:
+        try:
+            return code_version(run.protocol, run.seed_batched)
+        except (LookupError, ImportError, SyntaxError, ValueError):
+            return None
+    replaced = {protocol for protocol in mixed
+                if any(run.code_version == current(run) for run in runs if run.protocol == protocol)}
+    return [run for run in runs if run.protocol not in replaced or run.code_version == current(run)]
+
+
 def build(entries: list[Entry], runs: list[Run], device: str, *, not_run_records: Iterable[dict[str, Any]] = (),
           data_dir: Path | None = None) -> dict[str, Any]:
     """A bundle document for `device`: the verdicts recomputed from `runs` and the runs they read.
@@ -154,7 +177,8 @@ def build(entries: list[Entry], runs: list[Run], device: str, *, not_run_records
     # imports the bundle and runs only what is missing.
     wanted = {(entry.protocol, canonical_json(entry.params_for("full"))) for entry in entries}
     unique = {run.run_key: run for run in runs}  # stores of one lease may share runs (each imported the bundle)
-    full = [run for run in unique.values() if (run.protocol, canonical_json(run.params)) in wanted]
+    full = _current_where_mixed([run for run in unique.values()
+                                 if (run.protocol, canonical_json(run.params)) in wanted])
     identity = Identity.of(full, device)
     candidates = [run for run in full if run.device in (device, ANY_DEVICE) and run.torch_version == identity.torch_version]
     records = recompute(entries, candidates, identity)
