@@ -81,7 +81,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--update-baseline", action="store_true", default=False,
                     help="record this session's verdicts in the baseline instead of failing on a change")
     group.addoption("--no-bundle", action="store_true", default=False,
-                    help="leave the reference bundle (results/*.json) out of the HTML report and of the time estimates")
+                    help="leave the reference bundle (results/*.json) out of the HTML report, the time "
+                         "estimates and the input-missing list")
     group.addoption("--fetch-data", action="store_true", default=False,
                     help="before running, fetch the datasets the selected entries need into --data-dir "
                          "(downloaded and verified; see python -m verify fetch-data)")
