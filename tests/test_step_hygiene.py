@@ -36,6 +36,7 @@ from implementations.common.models import MLP
 from implementations.common.seeding import seed_everything, torch_generator
 from implementations.common.streams import Task
 from implementations.common.training import shuffled_batches, train_steps, train_task
+from implementations.common.transfer import to_device
 from implementations.dtgma.baselines import FaithfulDERPP, FaithfulEWC, FaithfulHAT, FaithfulPackNet, HATMLP, SharedHeadMLP
 from implementations.dtgma.model import DTGMALibraryTraining, DTGMAModel
 from implementations.mygo.networks import NeocortexNet
@@ -255,3 +256,21 @@ class _CudaSyncCheck:
 def test_no_step_syncs_on_cuda(name):
     """The same steps on the GPU with CUDA's own sync detector (copies from the host included)."""
     _second_task_steps(name, "cuda", _CudaSyncCheck)
+
+
+def test_to_device_copies_values_exactly_and_keeps_a_cpu_tensor_on_the_cpu():
+    drawn = torch.randint(100, (7,), generator=torch_generator(2))
+    assert torch.equal(to_device(drawn, "cpu"), drawn) and to_device(drawn, "cpu").device.type == "cpu"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_to_device_from_the_host_does_not_sync_on_cuda():
+    drawn = torch.randint(100, (7,), generator=torch_generator(2))
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        moved = to_device(drawn, "cuda")
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.equal(moved.cpu(), drawn)

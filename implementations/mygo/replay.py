@@ -14,6 +14,7 @@ from torch import nn
 
 from implementations.common.streams import Task
 from implementations.common.training import Strategy
+from implementations.common.transfer import to_device
 
 
 class ExemplarReplay(Strategy):
@@ -36,8 +37,8 @@ class ExemplarReplay(Strategy):
         if self.stored is None:
             return loss
         stored_x, stored_y, stored_task = self.stored
-        picks = _to_device(torch.randint(len(stored_x), (self.replay_batch_size,), generator=self.rng,
-                                         device=self.rng.device), stored_x.device)
+        picks = to_device(torch.randint(len(stored_x), (self.replay_batch_size,), generator=self.rng,
+                                        device=self.rng.device), stored_x.device)
         replay_task, replay_y = stored_task[picks], stored_y[picks]
         features = model.features(stored_x[picks])
         replay_loss = torch.zeros((), device=x.device)
@@ -58,9 +59,3 @@ class ExemplarReplay(Strategy):
     def stored_images(self) -> int:
         return sum(len(x) for x in self.x)
 
-
-def _to_device(values: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """A host tensor's copy to a CUDA device from pinned memory, which does not wait for the queue."""
-    if values.device.type == "cpu" and device.type == "cuda":
-        return values.pin_memory().to(device, non_blocking=True)
-    return values.to(device)
