@@ -21,8 +21,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from verify import plots
 from verify.store import Run, is_timing_output, merge_verdicts, write_text_atomic
-from verify.verdicts import MISSING, PENDING
-from verify.verdicts import Verdict
+from verify.verdicts import MISSING, PENDING, Verdict
 
 _ENVIRONMENT = Environment(
     loader=PackageLoader("verify", "templates"),

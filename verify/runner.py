@@ -34,7 +34,6 @@ IMPLEMENTATIONS_DIR = Path(__file__).resolve().parent.parent / "implementations"
 # A full-tier experiment at smoke size only shows that its protocol runs (it never gives a verdict):
 # two seeds show that, and that the seeds differ.
 SMOKE_SEEDS = 2
-# Why an entry is `not run`, as the report groups them.
 
 
 def resolve_device(requested: str) -> str:
