@@ -166,7 +166,6 @@ SETUPS = {
     "mygo_exemplar_replay": _replay,
 }
 SYNCING = {
-    "sgm_hard_locks": "HardLocks.after_backward records float(grad.abs().max()) every step",
     "dtgma_faithful_hat": "FaithfulHAT.after_backward zeroes grad[used] with a boolean mask (a nonzero)",
     "dtgma_faithful_packnet": "FaithfulPackNet zeroes grad[frozen | pruned] and weight[pruned] with boolean masks",
 }

@@ -216,12 +216,17 @@ class HardLocks(Strategy):
     def __init__(self, model: MaskedMLP, locked: torch.Tensor):
         self.parameters = model.ordered_parameters()
         self.locked_views = per_tensor_views(locked, self.parameters)
-        self.largest_gradient = 0.0
+        self.largest = torch.zeros((), device=locked.device)  # kept on the device: no host read per step
 
     def after_backward(self, model: nn.Module, task: Task) -> None:
         for p, lock in zip(self.parameters, self.locked_views):
             p.grad.masked_fill_(lock, 0.0)
-            self.largest_gradient = max(self.largest_gradient, float(p.grad.abs().max()))
+            self.largest = torch.maximum(self.largest, p.grad.abs().max())
+
+    @property
+    def largest_gradient(self) -> float:
+        """The largest |gradient| seen so far, read on the host (once, after training)."""
+        return float(self.largest)
 
 
 def train_task_masked_forward(model: MaskedMLP, task: Task, *, locked: torch.Tensor, epochs: int, batch_size: int,
