@@ -472,21 +472,50 @@ def test_bad_engine_options_are_one_usage_error(tmp_path):
 def test_progress_takes_its_pace_from_runs_that_ran_not_from_refusals():
     """Jobs refused at once (a missing input) finish in no time; a pace drawn from them promised a
     95-run CPU session in a minute."""
-    from types import SimpleNamespace
-
     from verify.executors import Progress
-    from verify.planner import Job
+    from verify.planner import Job, RunSpec
 
-    jobs = [Job([SimpleNamespace(describe=lambda i=i: f"run {i}")]) for i in range(4)]
+    jobs = [Job([RunSpec(f"p{i}", {}, 0, "cpu", "t", "c", 1)]) for i in range(4)]
     lines: list[str] = []
     progress = Progress(jobs, workers=2, write=lines.append)
     progress.done(jobs[0], "not run: weights absent")
     assert lines[-1].endswith("(3 left, time unknown until a run finishes)")
     progress.done(jobs[1], "done", 12.0)
-    assert "left at this pace" in lines[-1]
+    assert lines[-1].endswith("(2 run(s) of unknown length left)")  # no pace: nothing says they are alike
     progress.done(jobs[2], "done", 12.0)
     progress.done(jobs[3], "done", 12.0)
     assert "all done in" in lines[-1]
+
+
+def test_the_time_left_learns_from_finished_runs_of_the_same_group_not_from_the_pace(monkeypatch):
+    """SGM's full session on a fresh store: 20 runs of a few seconds finished first, and "at this pace"
+    (the mean of all finished runs) promised 3 minutes with five 4-minute runs and an hour of
+    CIFAR-10 to go. A finished run times the pending runs of its own protocol and parameters; runs of
+    a group none of which has finished are counted as of unknown length, never guessed."""
+    from verify import executors
+    from verify.executors import Progress
+    from verify.planner import Job, RunSpec
+
+    quick = [Job([RunSpec("q", {}, seed, "cpu", "t", "c", 1)]) for seed in range(4)]
+    long = [Job([RunSpec("p", {"n": 1}, seed, "cpu", "t", "c", 1)]) for seed in range(2)]
+    other = Job([RunSpec("p", {"n": 2}, 0, "cpu", "t", "c", 1)])  # other parameters: not timed by p n=1
+    clock = [0.0]
+    monkeypatch.setattr(executors.time, "perf_counter", lambda: clock[0])
+    lines: list[str] = []
+    progress = Progress([*quick, *long, other], workers=1, write=lines.append)
+    clock[0] += 2.0
+    progress.done(quick[0], "done", 2.0)
+    assert lines[-1].endswith("(~6.0s left + 3 run(s) of unknown length)")
+    for job in quick[1:]:
+        clock[0] += 2.0
+        progress.done(job, "done", 2.0)
+    assert lines[-1].endswith("(3 run(s) of unknown length left)")
+    assert progress.still_running().endswith("(3 run(s) of unknown length left)")
+    clock[0] += 600.0
+    progress.done(long[0], "done", 600.0)
+    assert lines[-1].endswith("(~10m00s left + 1 run(s) of unknown length)")
+    clock[0] += 60.0
+    assert progress.still_running().endswith("(~9m00s left + 1 run(s) of unknown length)")
 
 
 def test_progress_counts_jobs_whose_input_is_missing_as_no_time():

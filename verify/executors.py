@@ -385,6 +385,7 @@ class Progress:
     every `heartbeat` seconds saying so (`beating()`, around the executor's run)."""
 
     HEARTBEAT = 600.0  # seconds without a line before the next "still running" line
+    NOTHING_TIMED = "time unknown until a run finishes"
 
     def __init__(self, jobs: list[Job], workers: int, write: Callable[[str], None], heartbeat: float | None = None):
         self.heartbeat = self.HEARTBEAT if heartbeat is None else heartbeat
@@ -393,7 +394,9 @@ class Progress:
         self.last_line = time.perf_counter()
         self.total = len(jobs)
         self.workers = max(1, min(workers, self.total or 1))
-        self.unknown = sum(job.estimate is None and not job.ends_not_run for job in jobs)
+        # seconds of this session's finished jobs per timing group: the pending jobs of a group the plan
+        # could not estimate are timed by them (never by the pace of other groups' runs)
+        self._timed: dict[tuple, list[float]] = {}
         self.finished = 0
         self.ran = 0  # jobs that ran to completion; a job refused at once (missing input) says nothing of pace
         self.started = self.last_finish = time.perf_counter()
@@ -410,17 +413,43 @@ class Progress:
             job = self._queue.pop(0)
             self._running[id(job)] = (job, now)
 
+    def _estimate(self, job: Job) -> float | None:
+        """The plan's estimate, else the mean time of this session's finished jobs of its timing group."""
+        if job.estimate is not None:
+            return job.estimate
+        times = self._timed.get(job.timing_group)
+        return sum(times) / len(times) if times else None
+
+    def _pending(self) -> list[Job]:
+        """Jobs not finished that take time: the queued and the running, less those whose input is missing."""
+        return [job for job in [*(job for job, _ in self._running.values()), *self._queue] if not job.ends_not_run]
+
     def _wall_left(self, now: float) -> float:
-        """Estimated wall time left: each running job's estimate less its time so far (none below 0),
-        then the queued jobs in order, each to the worker that frees first. A job whose input is
-        missing ends at once: it counts as no time, known."""
-        loads = sorted(max(0.0, (job.estimate or 0.0) - (now - start)) for job, start in self._running.values()
-                       if not job.ends_not_run)
+        """Estimated wall time left of the jobs with an estimate: each running job's estimate less its
+        time so far (none below 0), then the queued jobs in order, each to the worker that frees first.
+        A job whose input is missing ends at once: it counts as no time, known."""
+        loads = sorted(max(0.0, (self._estimate(job) or 0.0) - (now - start))
+                       for job, start in self._running.values() if not job.ends_not_run)
         loads += [0.0] * max(0, self.workers - len(loads))
         for job in self._queue:
             if not job.ends_not_run:
-                loads[loads.index(min(loads))] += job.estimate or 0.0
+                loads[loads.index(min(loads))] += self._estimate(job) or 0.0
         return max(loads, default=0.0)
+
+    def _time_left(self, now: float, past_estimate: str) -> str:
+        """The time left as far as known: the estimated jobs' wall time, plus how many jobs are of
+        unknown length (a group none of whose jobs has finished, with no stored time)."""
+        pending = self._pending()
+        if not pending:
+            return "the rest end at once: their input is missing"
+        unknown = sum(self._estimate(job) is None for job in pending)
+        if unknown < len(pending):
+            wall = self._wall_left(now)
+            known = f"~{format_seconds(wall)} left" if wall > 0 else past_estimate
+            return known if unknown == 0 else f"{known} + {unknown} run(s) of unknown length"
+        if self.ran == 0:
+            return self.NOTHING_TIMED
+        return f"{unknown} run(s) of unknown length left"
 
     def write(self, line: str) -> None:
         with self._lock:
@@ -432,21 +461,9 @@ class Progress:
         (estimates less the time since the last run finished, else the pace so far)."""
         now = time.perf_counter()
         elapsed, since = now - self.started, now - self.last_finish
-        left = self.total - self.finished
-        if self.unknown == 0 and self._estimated_left():
-            wall = self._wall_left(now)
-            eta = f"~{format_seconds(wall)} left" if wall > 0 else "running past the estimate"
-        elif self.ran == 0:
-            eta = "time unknown until a run finishes"
-        else:
-            eta = f"~{format_seconds(max(0.0, elapsed / self.ran * left - since))} left at this pace"
+        eta = self._time_left(now, "running past the estimate")
         return (f"[{self.finished}/{self.total}] still running after {format_seconds(elapsed)}, "
                 f"{format_seconds(since)} since the last run finished ({eta})")
-
-    def _estimated_left(self) -> bool:
-        """Whether the jobs not finished have estimates adding up to more than nothing."""
-        return any(job.estimate and not job.ends_not_run
-                   for job in [*self._queue, *(job for job, _ in self._running.values())])
 
     @contextlib.contextmanager
     def beating(self):
@@ -474,17 +491,15 @@ class Progress:
             self._queue.remove(job)
         else:
             self._start_next(now)
-        self.unknown -= job.estimate is None and not job.ends_not_run
-        elapsed = now - self.started
+        if seconds is not None and job.estimate is None and not job.ends_not_run:
+            # the plan estimates a whole group alike: only a group it could not estimate learns here
+            self._timed.setdefault(job.timing_group, []).append(seconds)
         left = self.total - self.finished
         if left == 0:
-            eta = f"all done in {format_seconds(elapsed)}"
-        elif self.unknown == 0 and self._estimated_left():
-            wall = self._wall_left(now)
-            eta = f"~{format_seconds(wall)} left" if wall > 0 else "the rest running past the estimate"
-        elif self.ran == 0:
-            eta = f"{left} left, time unknown until a run finishes"
+            eta = f"all done in {format_seconds(now - self.started)}"
         else:
-            eta = f"~{format_seconds(elapsed / self.ran * left)} left at this pace"
+            eta = self._time_left(now, "the rest running past the estimate")
+            if eta == self.NOTHING_TIMED:
+                eta = f"{left} left, {eta}"
         took = "" if seconds is None else f" in {format_seconds(seconds)}"
         self.write(f"[{self.finished}/{self.total}] {job.describe()}: {outcome}{took} ({eta})")

@@ -91,6 +91,11 @@ class Job:
     def seed_batched(self) -> bool:
         return self.specs[0].seed_batched
 
+    @property
+    def timing_group(self) -> tuple:
+        """Jobs that take alike: the same protocol, parameters, device and form (batched or not)."""
+        return (*self.specs[0].group, self.seed_batched)
+
     def describe(self) -> str:
         first = self.specs[0]
         if len(self.specs) == 1:
