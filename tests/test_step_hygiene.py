@@ -38,6 +38,7 @@ from implementations.common.streams import Task
 from implementations.common.training import shuffled_batches, train_steps, train_task
 from implementations.common.transfer import to_device
 from implementations.dtgma.baselines import FaithfulDERPP, FaithfulEWC, FaithfulHAT, FaithfulPackNet, HATMLP, SharedHeadMLP
+from implementations.dtgma.cnn import DTGMACNNTraining, DTGMAWithCNN, ResNetHAT, ResNetHATRegulariserOnly, dtgma_cnn_adam
 from implementations.dtgma.model import DTGMALibraryTraining, DTGMAModel
 from implementations.mygo.networks import NeocortexNet
 from implementations.mygo.replay import ExemplarReplay
@@ -140,6 +141,20 @@ def _hat(device):
     return model, FaithfulHAT(epochs=1, steps_per_epoch=6), _tasks((12,)), _adam
 
 
+def _resnet_dtgma(device):
+    """The ResNet table's DTG-MA (the GPU's longest runs): every task registered first, as `_dtgma_cnn` does."""
+    model = DTGMAWithCNN(2).to(device)
+    for task_id in range(2):
+        model.dtgma.add_task(task_id)
+    task_ids, adam = iter(range(2)), dtgma_cnn_adam(1e-3)
+    return model, DTGMACNNTraining(), _tasks((1, 28, 28)), lambda m: adam(m, next(task_ids))
+
+
+def _resnet_hat(device):
+    model = ResNetHAT(2, n_tasks=2).to(device)
+    return model, ResNetHATRegulariserOnly(epochs=1, steps_per_epoch=6), _tasks((1, 28, 28)), _adam
+
+
 def _replay(device):
     model = NeocortexNet().to(device)
     for task_id in range(2):
@@ -163,6 +178,8 @@ SETUPS = {
     "dtgma_faithful_packnet": _plain(lambda: SharedHeadMLP(12, 4), lambda m: FaithfulPackNet(), global_labels=True),
     "dtgma_faithful_derpp": _plain(lambda: SharedHeadMLP(12, 4), lambda m: FaithfulDERPP(buffer_size=16),
                                    global_labels=True),
+    "dtgma_resnet": _resnet_dtgma,
+    "dtgma_resnet_hat": _resnet_hat,
     "mygo_exemplar_replay": _replay,
 }
 SYNCING = {
