@@ -148,6 +148,37 @@ def test_a_rebuild_replaces_a_protocols_stale_runs_by_its_current_ones(tmp_path,
         bundle.build(entries, recorded_by(current, "0" * 16) + recorded_by(current, "1" * 16), "cpu")
 
 
+def test_a_rebuild_says_whether_the_runs_it_replaces_had_the_same_outputs(tmp_path, toy):
+    """A code change meant to keep every number (a GPU-hygiene fix) is re-run, and the rebuild replaces
+    the stale runs: it says, per replaced run, whether the re-run's outputs (clock readings aside) are
+    the stale run's, naming the seeds and outputs that moved, so "no verdict moved" is measured, not
+    asserted."""
+    from dataclasses import replace
+
+    from verify.planner import run_key
+
+    def recorded_by(runs, version, **outputs):
+        return [replace(run, code_version=version, outputs={**run.outputs, **outputs}, run_key=run_key(
+            run.protocol, run.params, run.seed, run.device, run.torch_version, version, run.threads))
+            for run in runs]
+
+    entries, document, _ = built(tmp_path, toy, toy_entry("a", seeds="[0, 1]"))
+    current = [Run(**run) for run in document["runs"]]
+    assert bundle.replacements(entries, current) == []  # nothing stale: nothing to say
+    slower = recorded_by(current, "0" * 16, wall_clock_seconds=99.0)  # a clock reading is no output
+    (line,) = bundle.replacements(entries, slower + current)
+    assert line.startswith(f"{current[0].protocol}: 2 stale run(s) replaced, 2 with the same outputs")
+    moved = recorded_by(current[:1], "0" * 16, x=-1.0) + recorded_by(current[1:], "0" * 16)
+    (line,) = bundle.replacements(entries, moved + current)
+    assert "2 stale run(s) replaced, 1 with the same outputs, 1 with other outputs" in line
+    assert f"seed {current[0].seed}: x" in line
+    lone = recorded_by(current[:1], "0" * 16)  # one seed re-run had no stale twin
+    (line,) = bundle.replacements(entries, lone + current)
+    assert "1 stale run(s) replaced, 1 with the same outputs; 1 run(s) new" in line
+    (line,) = bundle.replacements(entries, recorded_by(current, "0" * 16) + current[:1])  # one seed re-run
+    assert line.endswith("2 stale run(s) replaced, 1 with the same outputs, 1 with no re-run")  # dropped: said
+
+
 def test_a_not_run_verdict_that_read_no_bundled_run_survives_a_code_change(tmp_path, toy):
     """Its code version and run keys are those of the code that built the bundle: a later edit of that
     code must not fail the audit (it did, for every CUDA entry a lease never reached). Its verdict

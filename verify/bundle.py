@@ -141,10 +141,11 @@ def inputs_missing(entries: Iterable[Entry], records: Iterable[dict[str, Any]], 
     return found
 
 
-def _current_where_mixed(runs: list[Run]) -> list[Run]:
-    """Of a protocol whose runs were recorded by several code versions, the runs of the code here
-    only: a protocol re-run after a change, built together with the bundle that held its stale runs,
-    replaces them. Several versions none of which is current are left for the build to refuse."""
+def _split_where_mixed(runs: list[Run]) -> tuple[list[Run], list[Run]]:
+    """(kept, replaced): of a protocol whose runs were recorded by several code versions, the runs of
+    the code here are kept and the others replaced: a protocol re-run after a change, built together
+    with the bundle that held its stale runs, replaces them. Several versions none of which is current
+    are all kept, for the build to refuse."""
     from verify.runner import code_version
 
     versions: dict[str, set[str]] = {}
@@ -152,16 +153,58 @@ def _current_where_mixed(runs: list[Run]) -> list[Run]:
         versions.setdefault(run.protocol, set()).add(run.code_version)
     mixed = {protocol for protocol, found in versions.items() if len(found) > 1}
     if not mixed:
-        return runs
+        return runs, []
 
     def current(run: Run) -> str | None:
         try:
             return code_version(run.protocol, run.seed_batched)
         except (LookupError, ImportError, SyntaxError, ValueError):
             return None
-    replaced = {protocol for protocol in mixed
-                if any(run.code_version == current(run) for run in runs if run.protocol == protocol)}
-    return [run for run in runs if run.protocol not in replaced or run.code_version == current(run)]
+    replacing = {protocol for protocol in mixed
+                 if any(run.code_version == current(run) for run in runs if run.protocol == protocol)}
+    kept = [run for run in runs if run.protocol not in replacing or run.code_version == current(run)]
+    kept_keys = {run.run_key for run in kept}
+    return kept, [run for run in runs if run.run_key not in kept_keys]
+
+
+def _full_profile_runs(entries: list[Entry], runs: list[Run]) -> list[Run]:
+    """The runs of the entries' full-profile parameters, each once (stores of one lease may share runs:
+    each imported the bundle)."""
+    wanted = {(entry.protocol, canonical_json(entry.params_for("full"))) for entry in entries}
+    unique = {run.run_key: run for run in runs}
+    return [run for run in unique.values() if (run.protocol, canonical_json(run.params)) in wanted]
+
+
+def replacements(entries: list[Entry], runs: list[Run]) -> list[str]:
+    """One line per protocol whose stale runs a build from `runs` replaces: how many, how many of them
+    have a re-run with the same outputs (clock readings aside) and which seeds' outputs moved, and how
+    many current runs replace nothing. A twin is the same run but for the code version."""
+    kept, replaced = _split_where_mixed(_full_profile_runs(entries, runs))
+
+    def twin(run: Run) -> tuple:
+        return (run.protocol, canonical_json(run.params), run.seed, run.device, run.torch_version, run.threads,
+                run.seed_batched)
+    current = {twin(run): run for run in kept}
+    lines = []
+    for protocol in dict.fromkeys(sorted(run.protocol for run in replaced)):
+        stale = [run for run in replaced if run.protocol == protocol]
+        moved = []
+        for run in sorted(stale, key=lambda run: run.seed):
+            rerun = current.get(twin(run))
+            if rerun is not None and deterministic_outputs(rerun.outputs) != deterministic_outputs(run.outputs):
+                names = sorted(name for name in {*run.outputs, *rerun.outputs} if not is_timing_output(name)
+                               and canonical_json(run.outputs.get(name)) != canonical_json(rerun.outputs.get(name)))
+                moved.append(f"seed {run.seed}: {', '.join(names)}")
+        twins = sum(twin(run) in current for run in stale)
+        line = f"{protocol}: {len(stale)} stale run(s) replaced, {twins - len(moved)} with the same outputs"
+        if moved:
+            line += f", {len(moved)} with other outputs ({'; '.join(moved)})"
+        if twins < len(stale):
+            line += f", {len(stale) - twins} with no re-run"
+        stale_twins = {twin(run) for run in stale}
+        new = sum(run.protocol == protocol and twin(run) not in stale_twins for run in kept)
+        lines.append(line + (f"; {new} run(s) new" if new else ""))
+    return lines
 
 
 def build(entries: list[Entry], runs: list[Run], device: str, *, not_run_records: Iterable[dict[str, Any]] = (),
@@ -175,10 +218,7 @@ def build(entries: list[Entry], runs: list[Run], device: str, *, not_run_records
     cannot run where it was built."""
     # Every full-profile run is kept, also those of an entry still short of seeds: a later lease
     # imports the bundle and runs only what is missing.
-    wanted = {(entry.protocol, canonical_json(entry.params_for("full"))) for entry in entries}
-    unique = {run.run_key: run for run in runs}  # stores of one lease may share runs (each imported the bundle)
-    full = _current_where_mixed([run for run in unique.values()
-                                 if (run.protocol, canonical_json(run.params)) in wanted])
+    full, _ = _split_where_mixed(_full_profile_runs(entries, runs))
     identity = Identity.of(full, device)
     candidates = [run for run in full if run.device in (device, ANY_DEVICE) and run.torch_version == identity.torch_version]
     records = recompute(entries, candidates, identity)

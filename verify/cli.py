@@ -102,6 +102,8 @@ def _bundle_build(args: argparse.Namespace) -> int:
         counts[label] = counts.get(label, 0) + 1
     listed = ", ".join(f"{count} {label}" for label, count in sorted(counts.items()))
     print(f"wrote {args.out}: {len(document['runs'])} runs, {len(document['verdicts'])} verdicts ({listed})")
+    for line in bundle.replacements(entries, runs):
+        print(f"replaced by a re-run of the code here: {line}")
     if args.update_baseline:
         from verify import baseline
 
