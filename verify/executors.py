@@ -458,7 +458,7 @@ class Progress:
 
     def still_running(self) -> str:
         """The heartbeat's line: what is done, how long it has been, and the time left as far as known
-        (estimates less the time since the last run finished, else the pace so far)."""
+        (the estimated runs' wall time, and how many runs are of unknown length)."""
         now = time.perf_counter()
         elapsed, since = now - self.started, now - self.last_finish
         eta = self._time_left(now, "running past the estimate")
