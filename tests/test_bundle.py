@@ -126,19 +126,21 @@ def test_a_bundle_from_older_code_is_recomputed_under_its_own_version_and_shown_
     assert bundle.audit(path, entries, salt="any", data_dir=tmp_path).problems
 
 
-def test_a_rebuild_replaces_a_protocols_stale_runs_by_its_current_ones(tmp_path, toy):
-    """Re-running a protocol after its code changed and building from the old bundle's runs plus the
-    new store keeps the current runs only; runs of two versions neither of which is the code here
-    still cannot share a bundle."""
+def recorded_by(runs, version, **outputs):
+    """Copies of the runs as if code version `version` had recorded them (with `outputs` changed)."""
     from dataclasses import replace
 
     from verify.planner import run_key
 
-    def recorded_by(runs, version):
-        return [replace(run, code_version=version, run_key=run_key(
-            run.protocol, run.params, run.seed, run.device, run.torch_version, version, run.threads))
-            for run in runs]
+    return [replace(run, code_version=version, outputs={**run.outputs, **outputs}, run_key=run_key(
+        run.protocol, run.params, run.seed, run.device, run.torch_version, version, run.threads))
+        for run in runs]
 
+
+def test_a_rebuild_replaces_a_protocols_stale_runs_by_its_current_ones(tmp_path, toy):
+    """Re-running a protocol after its code changed and building from the old bundle's runs plus the
+    new store keeps the current runs only; runs of two versions neither of which is the code here
+    still cannot share a bundle."""
     entries, document, path = built(tmp_path, toy, toy_entry("a"))
     current = [Run(**run) for run in document["runs"]]
     rebuilt = bundle.build(entries, recorded_by(current, "0" * 16) + current, "cpu")
@@ -153,15 +155,6 @@ def test_a_rebuild_says_whether_the_runs_it_replaces_had_the_same_outputs(tmp_pa
     the stale runs: it says, per replaced run, whether the re-run's outputs (clock readings aside) are
     the stale run's, naming the seeds and outputs that moved, so "no verdict moved" is measured, not
     asserted."""
-    from dataclasses import replace
-
-    from verify.planner import run_key
-
-    def recorded_by(runs, version, **outputs):
-        return [replace(run, code_version=version, outputs={**run.outputs, **outputs}, run_key=run_key(
-            run.protocol, run.params, run.seed, run.device, run.torch_version, version, run.threads))
-            for run in runs]
-
     entries, document, _ = built(tmp_path, toy, toy_entry("a", seeds="[0, 1]"))
     current = [Run(**run) for run in document["runs"]]
     assert bundle.replacements(entries, current) == []  # nothing stale: nothing to say
