@@ -23,6 +23,7 @@ from implementations.baselines.ewc import EWC, empirical_fisher
 from implementations.baselines.l2 import L2Anchor
 from implementations.common.datasets import resolve_data_dir
 from implementations.common.models import MLP
+from implementations.common.run_context import RunContext
 from implementations.common.seeding import torch_generator
 from implementations.common.streams import Task
 from implementations.common.training import Strategy, train_task
@@ -183,7 +184,7 @@ def test_two_task_protocol_tiny_run_is_data_free_and_reports_every_method():
     if not (data_dir / "mnist" / "train-images-idx3-ubyte.gz").is_file():
         pytest.skip(f"MNIST not in {data_dir}")
     torch.manual_seed(0)
-    outputs = two_task_split_mnist(seed=0, device="cpu", data_dir=data_dir, epochs=1, train_per_class=6,
+    outputs = two_task_split_mnist(context=RunContext(0, "cpu", data_dir), epochs=1, train_per_class=6,
                                    test_per_class=3, ewc_strengths=(1.0,), fisher_samples=4)
     methods = ["finetune", "anastrophic", "anastrophic_no_beta", "l2", "ewc_0"]
     assert all(outputs[f"{method}_task_a_reads_during_task_b"] == 0 for method in methods)

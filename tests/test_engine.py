@@ -5,7 +5,9 @@ byte-identical outputs for the same run identity; a worker that dies loses only 
 stays pending; a killed session resumes with nothing lost.
 """
 
+import json
 import os
+import random
 import signal
 import sqlite3
 import subprocess
@@ -14,11 +16,13 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from implementations.common.seeding import seed_everything, torch_generator
 from verify.executors import PoolExecutor, RayExecutor, SequentialExecutor
 from verify.ledger import load_ledger
 from verify.planner import parallel_wall
@@ -49,6 +53,16 @@ def needs_file(*, seed, device, data_dir):
 
 def broken(*, seed, device, data_dir):
     raise ValueError("protocol bug")
+
+def with_context(*, context):
+    import random, numpy, torch
+    return {"x": context.seed * 0.1, "device_seen": context.device, "data_dir_seen": str(context.data_dir),
+            "global_draws": [float(torch.rand(1)), float(numpy.random.rand()), random.random()],
+            "batch_order": float(torch.rand(1, generator=context.torch_generator("batch order"))),
+            "stream_3": float(context.numpy_generator(3).random())}
+
+def context_and_seed(*, context, seed):
+    return {"x": 0.0}
 '''
 
 
@@ -246,6 +260,39 @@ def test_failures_reach_the_entries_that_read_them(tmp_path, toy):
     assert missing["verdict"] == "not run" and "toy.bin is missing" in missing["reason"]
     with pytest.raises(RuntimeError, match="ValueError: protocol bug"):
         runner.evaluate(entries[1])
+
+
+@pytest.mark.parametrize("executor", ["sequential", "pool", "ray"])
+def test_a_protocol_taking_a_run_context_gets_the_run_and_its_seeded_streams(tmp_path, toy, executor):
+    """The context carries the run's seed, device and data directory; the engine seeded the global
+    generators before the call, as for a protocol taking `seed, device, data_dir`; its streams are the
+    contract's derivations (torch_generator(seed), default_rng([seed, stream]))."""
+    entries = toy(toy_entry("a", protocol="toy_engine:with_context", seeds="[1, 2]"))
+    runner = make_runner(tmp_path / "r.sqlite")
+    plan = runner.plan(entries)
+    if executor == "ray":
+        pytest.importorskip("ray")
+        runner.execute_plan(plan, RayExecutor(tmp_path, address=None, local_cpus=2), workers=2)
+    elif executor == "pool":
+        runner.execute_plan(plan, PoolExecutor(tmp_path, workers=2), workers=2)
+    else:
+        runner.execute_plan(plan, SequentialExecutor(tmp_path))
+    assert not runner.failures
+    for spec in (spec for job in plan.jobs for spec in job.specs):
+        seed_everything(spec.seed)
+        expected = {"x": spec.seed * 0.1, "device_seen": "cpu", "data_dir_seen": str(tmp_path),
+                    "global_draws": [float(torch.rand(1)), float(np.random.rand()), random.random()],
+                    "batch_order": float(torch.rand(1, generator=torch_generator(spec.seed))),
+                    "stream_3": float(np.random.default_rng([spec.seed, 3]).random())}
+        assert json.loads(runner.store.raw_outputs(spec.key)) == expected
+
+
+def test_a_protocol_taking_context_and_seed_fails_with_one_line_saying_so(tmp_path, toy):
+    entries = toy(toy_entry("a", protocol="toy_engine:context_and_seed", seeds="[1]"))
+    runner = make_runner(tmp_path / "r.sqlite")
+    runner.execute_plan(runner.plan(entries), SequentialExecutor(tmp_path))
+    with pytest.raises(TypeError, match="takes `context` and `seed`: take `context` alone"):
+        runner.evaluate(entries[0])
 
 
 def small_real_entries():

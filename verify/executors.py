@@ -122,13 +122,14 @@ def execute_job(specs: list[RunSpec], data_dir: Path | str) -> list[Run]:
     Sets torch's CPU thread count to the specs' (it is part of their identity).
     """
     first = specs[0]
-    seeding = importlib.import_module("implementations.common.seeding")
+    run_context = importlib.import_module("implementations.common.run_context")
     protocol = resolve_protocol(first.protocol)
     if torch.get_num_threads() != first.threads:
         torch.set_num_threads(first.threads)
     device = "cpu" if first.device == ANY_DEVICE else first.device
     name = device_name(device)
-    seeding.seed_everything(first.seed)
+    context = run_context.RunContext(first.seed, device, Path(data_dir))
+    context.reseed()
     started = time.perf_counter()
     if first.seed_batched:
         batched = seed_batched_form(first.protocol)
@@ -141,7 +142,7 @@ def execute_job(specs: list[RunSpec], data_dir: Path | str) -> list[Run]:
             raise ProtocolOutputError(f"protocol {first.protocol}: its seed-batched form returned "
                                       f"{type(results).__name__}, not a list of {len(specs)} outputs")
     else:
-        results = [protocol(seed=first.seed, device=device, data_dir=Path(data_dir), **first.params)]
+        results = [run_context.call_protocol(protocol, context, **first.params)]
     share = (time.perf_counter() - started) / len(specs)
     return [Run(spec.key, spec.protocol, spec.params, spec.seed, spec.device, name, spec.torch_version,
                 spec.code_version, _check_outputs(spec.protocol, outputs), share, now_iso(), spec.threads,

@@ -1,7 +1,8 @@
 """Named experiments for the Anastrophic Regularization claims (spec `shared/specs/anastrophic.md`).
 
-Every protocol takes keyword-only `seed, device, data_dir` plus its parameters with the script's
-defaults and returns a JSON-serialisable dict. Benchmark (spec §2): MNIST normalised to [-1, 1],
+Every protocol takes keyword-only `context` (the run's `RunContext`: seed, device, data directory and
+private generators; the engine has seeded the run) plus its parameters with the script's defaults and
+returns a JSON-serialisable dict. Benchmark (spec §2): MNIST normalised to [-1, 1],
 Task A = digits 0-4, Task B = digits 5-9, one 10-way head, raw digit labels, no task id; Adam 1e-3,
 batch 64, 3 epochs per task, a fresh Adam for Task B.
 """
@@ -26,7 +27,7 @@ from implementations.baselines.finetune import FineTuning
 from implementations.baselines.l2 import L2Anchor
 from implementations.common.datasets import load_mnist
 from implementations.common.evaluation import accuracy_row
-from implementations.common.seeding import torch_generator
+from implementations.common.run_context import RunContext
 from implementations.common.streams import Task, class_split
 from implementations.common.training import Strategy, train_steps, train_task
 
@@ -81,9 +82,7 @@ def _epoch_means(history: list[tuple[torch.Tensor, torch.Tensor]], epochs: int) 
 
 def two_task_split_mnist(
     *,
-    seed: int,
-    device: str,
-    data_dir: pathlib.Path,
+    context: RunContext,
     epochs: int = 3,
     batch_size: int = 64,
     lr: float = 1e-3,
@@ -105,9 +104,10 @@ def two_task_split_mnist(
     not biases), so only the form of the penalty differs (spec §4). Reads of Task A's tensors are
     counted while each method trains Task B.
     """
+    seed, device = context.seed, context.device
     subsampled = train_per_class is not None or test_per_class is not None
     (task_a, task_b), dataset_files = two_task_split_mnist_tasks(
-        data_dir, device, train_per_class=train_per_class, test_per_class=test_per_class,
+        context.data_dir, device, train_per_class=train_per_class, test_per_class=test_per_class,
         subset_seed=seed if subsampled else None)
     task_a_reads = ReadLog()
     for name in ("x_train", "y_train", "x_test", "y_test"):
@@ -115,7 +115,7 @@ def two_task_split_mnist(
     tasks = [task_a, task_b]
 
     model = SimpleCNN().to(device)
-    generator = torch_generator(seed)
+    generator = context.torch_generator("batch order")
     train_task(model, FineTuning(), task_a, epochs=epochs, batch_size=batch_size,
                optimizer=torch.optim.Adam(model.parameters(), lr=lr), generator=generator)
     reads_training_task_a = task_a_reads.reads  # > 0: shows the counter sees the training loop's reads
@@ -124,7 +124,7 @@ def two_task_split_mnist(
     names = regularised_names(model)
 
     permuted = copy.deepcopy(model)
-    permute_hidden_units(permuted, torch.randperm(128, generator=torch_generator(seed)).to(device))
+    permute_hidden_units(permuted, torch.randperm(128, generator=context.torch_generator("permutation")).to(device))
     with torch.no_grad():
         logit_change = float((permuted(unwatch(task_a.x_test)) - model(unwatch(task_a.x_test))).abs().max())
 
@@ -205,20 +205,21 @@ def two_task_split_mnist(
     return outputs
 
 
-def coherence_under_permutation(*, seed: int, device: str, data_dir: pathlib.Path, probe_per_class: int = 100) -> dict:
+def coherence_under_permutation(*, context: RunContext, probe_per_class: int = 100) -> dict:
     """Phi before and after a function-preserving permutation of fc1's hidden units (spec §1.2).
 
     On the freshly initialised SimpleCNN (the seed's init), probed on `probe_per_class` test images
     per digit: the logits must not change (up to float summation order) while a functional
     invariant must not change either.
     """
-    test = load_mnist(data_dir, "test")
+    test = load_mnist(context.data_dir, "test")
     (probe,) = class_split(test, test, task_classes=[tuple(range(10))], test_per_class=probe_per_class,
-                           train_per_class=1, subset_seed=seed, device=device, flatten=False)
+                           train_per_class=1, subset_seed=context.seed, device=context.device, flatten=False)
     x = probe.x_test.sub_(0.5).div_(0.5)
-    model = SimpleCNN().to(device)
+    model = SimpleCNN().to(context.device)
     permuted = copy.deepcopy(model)
-    permute_hidden_units(permuted, torch.randperm(128, generator=torch_generator(seed)).to(device))
+    permute_hidden_units(permuted, torch.randperm(128, generator=context.torch_generator("permutation"))
+                         .to(context.device))
     with torch.no_grad():
         logit_change = float((permuted(x) - model(x)).abs().max())
     phi_before, phi_after = phi_per_tensor(model), phi_per_tensor(permuted)
@@ -235,9 +236,7 @@ def coherence_under_permutation(*, seed: int, device: str, data_dir: pathlib.Pat
 
 def step_time(
     *,
-    seed: int,
-    device: str,
-    data_dir: pathlib.Path,
+    context: RunContext,
     rounds: int = 7,
     steps_per_round: int = 15,
     batch_size: int = 64,
@@ -256,10 +255,11 @@ def step_time(
     method's step time is the median over rounds of its per-step mean. EWC's one-off Fisher pass is
     timed apart. Ratios are taken within each run.
     """
-    (task_a, task_b), dataset_files = two_task_split_mnist_tasks(data_dir, device)
+    device = context.device
+    (task_a, task_b), dataset_files = two_task_split_mnist_tasks(context.data_dir, device)
     model = SimpleCNN().to(device)
     names = regularised_names(model)
-    ewc = EWC(ewc_strength, names, fisher_samples=fisher_samples, fisher_seed=seed)
+    ewc = EWC(ewc_strength, names, fisher_samples=fisher_samples, fisher_seed=context.seed)
     fisher_started = time.perf_counter()
     ewc.after_task(model, task_a)
     fisher_seconds = time.perf_counter() - fisher_started
@@ -272,7 +272,7 @@ def step_time(
         if method != "ewc":
             strategy.after_task(models[method], task_a)
         optimizers[method] = torch.optim.Adam(models[method].parameters(), lr=lr)
-    generator = torch_generator(seed)
+    generator = context.torch_generator("batch order")
 
     def timed_steps(method: str, steps: int) -> float:
         """Seconds per step of `steps` steps on batches drawn with replacement; no task hooks run, so
