@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from implementations.common.datasets import DatasetMissing, resolve_data_dir
 from implementations.common.models import count_parameters
+from implementations.common.run_context import RunContext
 from implementations.common.seeding import torch_generator
 from implementations.common.streams import Task
 from implementations.mygo.networks import Discriminator, Generator, NeocortexNet, SharedHeadNet
@@ -131,7 +132,7 @@ def test_exemplar_replay_loss_is_each_replayed_row_through_its_own_head(kept_tas
 
 def test_ag_news_is_not_run_and_names_the_missing_file(tmp_path):
     with pytest.raises(DatasetMissing) as raised:
-        wake_sleep_split_ag_news(seed=0, device="cpu", data_dir=tmp_path)
+        wake_sleep_split_ag_news(context=RunContext(0, "cpu", tmp_path))
     assert raised.value.not_run and str(tmp_path / "ag_news" / "train.csv") in str(raised.value)
 
 
@@ -140,7 +141,7 @@ def test_wake_sleep_protocol_tiny_run_repeats_old_accuracies_exactly():
     if not (data_dir / "mnist" / "train-images-idx3-ubyte.gz").is_file():
         pytest.skip(f"MNIST not in {data_dir}")
     torch.manual_seed(0)
-    outputs = wake_sleep_split_mnist(seed=0, device="cpu", data_dir=data_dir, wake_epochs=1, sleep_steps=2,
+    outputs = wake_sleep_split_mnist(context=RunContext(0, "cpu", data_dir), wake_epochs=1, sleep_steps=2,
                                      train_per_class=8, test_per_class=4)
     matrix = outputs["accuracy_matrix"]
     assert all(matrix[i][j] == matrix[j][j] for j in range(5) for i in range(j, 5))

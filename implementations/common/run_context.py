@@ -39,12 +39,20 @@ class RunContext:
         deterministic algorithms on: what the engine does before the protocol starts."""
         seed_everything(self.seed)
 
-    def torch_generator(self, stream: str) -> torch.Generator:
+    def torch_generator(self, stream: str, *, seed_offset: int = 0) -> torch.Generator:
         """A fresh private torch generator on the CPU for the stream named `stream` (e.g. "batch order"),
-        at the run's seed. Streams are independent in use, not in value: each call starts at the seed,
-        so what one part of a protocol draws never shifts another part's draws."""
-        del stream  # the name is for the reader: every stream starts at the run's seed
-        return torch_generator(self.seed)
+        at the run's seed plus `seed_offset`. Streams are independent in use, not in value: each call
+        starts afresh, so what one part of a protocol draws never shifts another part's draws; a stream
+        that must not repeat another's numbers takes its own offset."""
+        del stream  # the name is for the reader: the seed and offset alone decide the numbers
+        return torch_generator(self.seed + seed_offset)
+
+    def spawn(self, n: int) -> list[RunContext]:
+        """`n` child contexts (same device and data) whose seeds numpy's `SeedSequence(seed).spawn(n)`
+        derives (each child's first 32-bit state word): streams that must differ in value, e.g. a wake
+        and a sleep phase, each with its own generators."""
+        children = np.random.SeedSequence(self.seed).spawn(n)
+        return [RunContext(int(child.generate_state(1)[0]), self.device, self.data_dir) for child in children]
 
     def numpy_generator(self, stream: int) -> np.random.Generator:
         """numpy's generator for the numbered stream `stream` of this run: `default_rng([seed, stream])`,

@@ -1,7 +1,8 @@
 """Named experiments for the MyGO claims (spec `shared/specs/mygo.md`).
 
-Every protocol takes keyword-only `seed, device, data_dir` plus its parameters with the script's
-defaults and returns a JSON-serialisable dict. CV benchmark (spec §2.1): Split MNIST, 5 tasks of
+Every protocol takes keyword-only `context` (the run's `RunContext`: seed, device, data directory and
+private generators; the engine has seeded the run) plus its parameters with the script's defaults and
+returns a JSON-serialisable dict. CV benchmark (spec §2.1): Split MNIST, 5 tasks of
 digit pairs (0,1) ... (8,9), local labels 0/1, pixels normalised to [-1, 1]. The script evaluates on
 the training images; every protocol reports that (`train_data_*`) and the official test split.
 Matrices are T x T: R[i][j] for j > i is 0 where no head for task j exists yet.
@@ -21,7 +22,7 @@ from implementations.baselines.finetune import FineTuning
 from implementations.common.datasets import DatasetMissing, load_mnist
 from implementations.common.evaluation import accuracy
 from implementations.common.models import count_parameters
-from implementations.common.seeding import torch_generator
+from implementations.common.run_context import RunContext
 from implementations.common.streams import Task, class_split
 from implementations.common.training import run_stream, train_task
 from implementations.mygo.networks import Generator, NeocortexNet, SharedHeadNet
@@ -85,17 +86,15 @@ def storage_outputs(tasks: list[Task], generator_parameters: int) -> dict:
     }
 
 
-def storage_split_mnist(*, seed: int, device: str, data_dir: pathlib.Path) -> dict:
+def storage_split_mnist(*, context: RunContext) -> dict:
     """Bytes of one CV generator against each Split-MNIST task's full training data (§3.5); no training."""
-    tasks, dataset_files = split_mnist_tasks(data_dir, device)
+    tasks, dataset_files = split_mnist_tasks(context.data_dir, context.device)
     return {"dataset_files": dict(dataset_files), **storage_outputs(tasks, count_parameters(Generator()))}
 
 
 def wake_sleep_split_mnist(
     *,
-    seed: int,
-    device: str,
-    data_dir: pathlib.Path,
+    context: RunContext,
     variant: str = "faithful",
     wake_epochs: int = 5,
     sleep_steps: int = 1000,
@@ -115,18 +114,18 @@ def wake_sleep_split_mnist(
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     faithful = variant == "faithful"
-    tasks, dataset_files = split_mnist_tasks(data_dir, device, train_per_class=train_per_class,
-                                             test_per_class=test_per_class, seed=seed)
+    tasks, dataset_files = split_mnist_tasks(context.data_dir, context.device, train_per_class=train_per_class,
+                                             test_per_class=test_per_class, seed=context.seed)
     read_logs = [ReadLog() for _ in tasks]
     for task, log in zip(tasks, read_logs):
         task.x_train, task.y_train = watch(task.x_train, log), watch(task.y_train, log)
 
-    model = NeocortexNet().to(device)
+    model = NeocortexNet().to(context.device)
     initial_features = {name: p.detach().clone() for name, p in model.features.named_parameters()}
     # Separate random streams for wake (batch order, GAN noise) and sleep (generator choice, labels,
     # noise): the no-sleep ablation then sees exactly the same wake phases as the full run.
-    wake_seed, sleep_seed = (int(child.generate_state(1)[0]) for child in np.random.SeedSequence(seed).spawn(2))
-    wake_rng, sleep_rng = torch_generator(wake_seed), torch_generator(sleep_seed)
+    wake, sleep = context.spawn(2)
+    wake_rng, sleep_rng = wake.torch_generator("wake"), sleep.torch_generator("sleep")
     generators: list[Generator] = []
     sleeps: list[SleepRecord] = []
     test_rows, train_rows = [], []
@@ -179,9 +178,7 @@ def wake_sleep_split_mnist(
 
 def finetune_baseline_split_mnist(
     *,
-    seed: int,
-    device: str,
-    data_dir: pathlib.Path,
+    context: RunContext,
     epochs: int = 5,
     batch_size: int = 128,
     lr: float = 1e-3,
@@ -190,11 +187,11 @@ def finetune_baseline_split_mnist(
 ) -> dict:
     """The script's fine-tuning baseline (§1.7): same features, ONE shared 2-way head, no task id,
     one Adam kept across tasks, cross-entropy on the local label; evaluated on every task."""
-    tasks, dataset_files = split_mnist_tasks(data_dir, device, train_per_class=train_per_class,
-                                             test_per_class=test_per_class, seed=seed)
-    model = SharedHeadNet().to(device)
+    tasks, dataset_files = split_mnist_tasks(context.data_dir, context.device, train_per_class=train_per_class,
+                                             test_per_class=test_per_class, seed=context.seed)
+    model = SharedHeadNet().to(context.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    rng = torch_generator(seed)
+    rng = context.torch_generator("batch order")
     strategy = FineTuning()
     test_rows, train_rows = [], []
     for task in tasks:
@@ -207,9 +204,7 @@ def finetune_baseline_split_mnist(
 
 def exemplar_replay_split_mnist(
     *,
-    seed: int,
-    device: str,
-    data_dir: pathlib.Path,
+    context: RunContext,
     epochs: int = 5,
     batch_size: int = 128,
     lr: float = 1e-3,
@@ -220,17 +215,18 @@ def exemplar_replay_split_mnist(
     """Fair control (§3.10, §4.3): MyGO's network and heads with task id, features trained, a fresh
     Adam per task, replaying stored images. exemplars_per_task=None matches one generator's fp32
     bytes with uint8 images plus label bytes (109,716 x 4 / 785 = 559 images per task)."""
-    tasks, dataset_files = split_mnist_tasks(data_dir, device, train_per_class=train_per_class,
-                                             test_per_class=test_per_class, seed=seed)
-    model = NeocortexNet().to(device)
+    tasks, dataset_files = split_mnist_tasks(context.data_dir, context.device, train_per_class=train_per_class,
+                                             test_per_class=test_per_class, seed=context.seed)
+    model = NeocortexNet().to(context.device)
     for task in tasks:  # heads exist before the optimizers are made; an unused head gets no gradient
         model.add_task_head(task.task_id)
     generator_bytes = count_parameters(Generator()) * FLOAT32_BYTES
     per_task = exemplars_per_task if exemplars_per_task is not None else generator_bytes // (28 * 28 + LABEL_BYTES)
-    strategy = ExemplarReplay(per_task, batch_size, torch_generator(seed + 1))
+    # its own stream, not the batch order's numbers (which start at the seed)
+    strategy = ExemplarReplay(per_task, batch_size, context.torch_generator("exemplar choice", seed_offset=1))
     results = run_stream(model, strategy, tasks, epochs=epochs, batch_size=batch_size,
-                         make_optimizer=lambda m, _: torch.optim.Adam(m.parameters(), lr=lr), seed=seed,
-                         device=device, evaluate_untrained=False)
+                         make_optimizer=lambda m, _: torch.optim.Adam(m.parameters(), lr=lr), seed=context.seed,
+                         device=context.device, evaluate_untrained=False)
     return {"dataset_files": dict(dataset_files), "accuracy_matrix": results["accuracy_matrix"],
             "exemplars_per_task": per_task, "stored_exemplar_bytes": strategy.stored_images() * (28 * 28 + LABEL_BYTES),
             "generator_bytes_per_task": generator_bytes, "task_test_sizes": [len(task.y_test) for task in tasks]}
@@ -239,10 +235,10 @@ def exemplar_replay_split_mnist(
 AG_NEWS_TRAIN = "ag_news/train.csv"
 
 
-def wake_sleep_split_ag_news(*, seed: int, device: str, data_dir: pathlib.Path, **params) -> dict:
+def wake_sleep_split_ag_news(*, context: RunContext, **params) -> dict:
     """MyGO's NLP run (§2.2) needs AG News train.csv (mhjabreel/CharCnn_Keras data/ag_news_csv/),
     which the data directory does not hold: the run is `not run`, naming the file."""
-    path = pathlib.Path(data_dir) / AG_NEWS_TRAIN
+    path = pathlib.Path(context.data_dir) / AG_NEWS_TRAIN
     if not path.is_file():
         raise DatasetMissing(f"Split AG News: missing {path} (the 120,000-row AG News train.csv that src/test.py "
                              "downloads from raw.githubusercontent.com/mhjabreel/CharCnn_Keras/master/data/"
