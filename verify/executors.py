@@ -117,7 +117,9 @@ def _check_outputs(protocol: str, outputs: Any) -> dict[str, Any]:
 
 
 def execute_job(specs: list[RunSpec], data_dir: Path | str) -> list[Run]:
-    """Run one job where this process is: seed, call the protocol (batched or not), wrap the outputs.
+    """Run one job where this process is: build the first spec's run context and seed from it, call the
+    protocol (with the context or `seed, device, data_dir`, whichever it takes; a batched form with
+    `seeds, device, data_dir`), wrap the outputs.
 
     Sets torch's CPU thread count to the specs' (it is part of their identity).
     """
