@@ -182,14 +182,9 @@ SETUPS = {
     "dtgma_resnet_hat": _resnet_hat,
     "mygo_exemplar_replay": _replay,
 }
-SYNCING = {
-    "dtgma_faithful_hat": "FaithfulHAT.after_backward zeroes grad[used] with a boolean mask (a nonzero)",
-    "dtgma_faithful_packnet": "FaithfulPackNet zeroes grad[frozen | pruned] and weight[pruned] with boolean masks",
-}
+SYNCING: dict[str, str] = {}  # none today
 # Seen by CUDA's detector only: a blocking copy to the device of what was drawn on the host, each step.
-COPY_SYNCING = {
-    "dtgma_faithful_derpp": "FaithfulDERPP.loss copies torch.randperm(count) (global CPU generator) to the device",
-}
+COPY_SYNCING: dict[str, str] = {}  # none today
 
 
 def _cases(syncing: dict[str, str], raises: type[BaseException]) -> list:

@@ -17,6 +17,7 @@ from implementations.baselines.fisher import mean_squared_sample_gradients
 from implementations.common.models import TaskConditioned
 from implementations.common.streams import Task
 from implementations.common.training import Strategy
+from implementations.common.transfer import to_device
 
 HIDDEN = 256
 
@@ -126,6 +127,7 @@ class FaithfulHAT(Strategy):
     def __init__(self, epochs: int, steps_per_epoch: int):
         self.epochs, self.steps_per_epoch = epochs, steps_per_epoch
         self.previous_masks: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.used: tuple[torch.Tensor, torch.Tensor] | None = None  # rows earlier tasks use, as [rows, 1]
         self.step = 0
 
     def _anneal(self, model: HATMLP) -> None:
@@ -145,12 +147,10 @@ class FaithfulHAT(Strategy):
         return loss + regulariser
 
     def after_backward(self, model: nn.Module, task: Task) -> None:
-        if not self.previous_masks:
+        if self.used is None:
             return
-        used1 = torch.stack([m for m, _ in self.previous_masks]).amax(0).bool()
-        used2 = torch.stack([m for _, m in self.previous_masks]).amax(0).bool()
-        model.fc1.weight.grad[used1] = 0.0
-        model.fc2.weight.grad[used2] = 0.0
+        model.fc1.weight.grad.masked_fill_(self.used[0], 0.0)  # no boolean index: no host sync
+        model.fc2.weight.grad.masked_fill_(self.used[1], 0.0)
 
     def after_step(self, model: nn.Module, task: Task) -> None:
         self.step += 1
@@ -159,6 +159,8 @@ class FaithfulHAT(Strategy):
     def after_task(self, model: nn.Module, task: Task) -> None:
         self.previous_masks.append(((model.embedding1[task.task_id] > 0).float().detach(),
                                     (model.embedding2[task.task_id] > 0).float().detach()))
+        self.used = (torch.stack([m for m, _ in self.previous_masks]).amax(0).bool().unsqueeze(1),
+                     torch.stack([m for _, m in self.previous_masks]).amax(0).bool().unsqueeze(1))
         model.scale = self.S_MAX
 
 
@@ -178,6 +180,7 @@ class FaithfulPackNet(Strategy):
         self.layer_names, self.prune_ratio, self.mask_gradients = layer_names, prune_ratio, mask_gradients
         self.pruned: dict[str, torch.Tensor] = {}
         self.frozen: dict[str, torch.Tensor] = {}
+        self.locked: dict[str, torch.Tensor] = {}  # frozen | pruned, made once per task
 
     def _weights(self, model: nn.Module) -> dict[str, nn.Parameter]:
         return {name: model.get_submodule(name).weight for name in self.layer_names}
@@ -186,8 +189,8 @@ class FaithfulPackNet(Strategy):
         if not self.mask_gradients:
             return
         for name, weight in self._weights(model).items():
-            if name in self.frozen:
-                weight.grad[self.frozen[name] | self.pruned[name]] = 0.0
+            if name in self.locked:
+                weight.grad.masked_fill_(self.locked[name], 0.0)  # no boolean index: no host sync
 
     def after_step(self, model: nn.Module, task: Task) -> None:
         if not self.mask_gradients:
@@ -195,7 +198,7 @@ class FaithfulPackNet(Strategy):
         with torch.no_grad():
             for name, weight in self._weights(model).items():
                 if name in self.pruned:
-                    weight[self.pruned[name]] = 0.0
+                    weight.masked_fill_(self.pruned[name], 0.0)
 
     def after_task(self, model: nn.Module, task: Task) -> None:
         with torch.no_grad():
@@ -213,6 +216,7 @@ class FaithfulPackNet(Strategy):
                     frozen = frozen | (free & ~newly_pruned)
                     weight[newly_pruned] = 0.0
                 self.pruned[name], self.frozen[name] = pruned, frozen
+                self.locked[name] = frozen | pruned
 
 
 # --- DER++ -------------------------------------------------------------------------------------
@@ -237,7 +241,7 @@ class FaithfulDERPP(Strategy):
         logits = self.forward(model, x, task)
         loss = F.cross_entropy(logits, y)
         if self.count:
-            chosen = torch.randperm(self.count)[:min(self.replay_batch, self.count)].to(x.device)
+            chosen = to_device(torch.randperm(self.count)[:min(self.replay_batch, self.count)], x.device)
             replay_logits = self.forward(model, self.x[chosen], task)
             loss = (loss + self.beta * F.cross_entropy(replay_logits, self.y[chosen])
                     + self.alpha * F.mse_loss(replay_logits, self.logits[chosen]))
