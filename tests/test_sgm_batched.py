@@ -1,7 +1,7 @@
 """Seed-batched SGM gradient masking (`implementations/sgm/seed_batched.py`) against the sequential protocol.
 
-Each seed of a batched run must give what `gradient_masking_split(seed=s)` gives after the runner's
-`seed_everything(s)`: every output equal, accuracies and locked percentages included (the protocol
+Each seed of a batched run must give what `gradient_masking_split(context=c)` gives for seed s's run
+context after the engine's `c.reseed()`: every output equal, accuracies and locked percentages included (the protocol
 reports no timings). On one CPU thread the two are bitwise equal; with more threads MKL may sum one
 product's reduction in another order than the batched product does, so the comparisons run on one
 thread. Real MNIST (and CIFAR-10 for the per-seed fallback) files; a missing one skips, naming it.
@@ -37,7 +37,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def sequential(seeds, data_dir, device="cpu", **params) -> list[dict]:
-    """What the run engine does without batching: seed everything, then one protocol call per seed."""
+    """What the run engine does without batching: per seed its run context, reseeded, and one protocol call."""
     return each_seed_sequentially(gradient_masking_split, seeds, device=device, data_dir=data_dir, **params)
 
 

@@ -6,6 +6,7 @@ import numpy as np
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from implementations.common.run_context import RunContext
 from implementations.sgm.evolution import (
     MaskedRegionTask,
     SGMBaseline,
@@ -134,15 +135,15 @@ def test_baseline_restarts_from_a_new_population_after_reset():
 
 
 def test_quickstart_is_deterministic():
-    a = quickstart_retention(seed=5, device="cpu", data_dir=None, dim=40, steps=200)
-    b = quickstart_retention(seed=5, device="cpu", data_dir=None, dim=40, steps=200)
+    a = quickstart_retention(context=RunContext(5, "cpu", None), dim=40, steps=200)
+    b = quickstart_retention(context=RunContext(5, "cpu", None), dim=40, steps=200)
     assert a == b
     assert json.loads(json.dumps(a)) == a
 
 
 def test_quickstart_reproduces_the_readme_run():
     """README quick-start prints 'Locked dims: 72/100' and 'Task 1 retention: 1.0904x' (spec §1.3)."""
-    out = quickstart_retention(seed=1, device="cpu", data_dir=None)
+    out = quickstart_retention(context=RunContext(1, "cpu", None))
     assert out["retention"] == 1.090374505621258
     assert f"{out['retention']:.4f}" == "1.0904"
     assert (out["locked_after_task1"], out["locked_total"]) == (36, 72)

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from implementations.common.run_context import RunContext
 from implementations.sgm.hill_climb import (
     FullVectorRandomSearch,
     LinearRegionTask,
@@ -85,14 +86,14 @@ def test_transformer_layer_task_depends_only_on_its_slice():
 
 
 def test_oscillation_reproduces_the_script_and_never_learns_b():
-    out = oscillation_retention(seed=42, device="cpu", data_dir=None)
+    out = oscillation_retention(context=RunContext(42, "cpu", None))
     assert round(out["loss_a_after_training"], 4) == 1.7593
     assert out["retention"] == out["max_retention"] == 1.0
     assert not out["task_b_improved"]
 
 
 def test_transformer_layers_reproduce_the_script():
-    out = transformer_layers_retention(seed=42, device="cpu", data_dir=None)
+    out = transformer_layers_retention(context=RunContext(42, "cpu", None))
     assert [round(r, 2) for r in out["retention_baseline"]] == [
         2.05, 1.09, 1.79, 5.04, 4.45, 1.59, 2.33, 1.14, 2.16, 2.78, 1.15, 1.00
     ]
@@ -100,22 +101,23 @@ def test_transformer_layers_reproduce_the_script():
 
 
 def test_parameter_scaling_small_dims_reproduce_the_script():
-    out = parameter_scaling_retention(seed=42, device="cpu", data_dir=None, dims=(1000, 10_000))
+    out = parameter_scaling_retention(context=RunContext(42, "cpu", None), dims=(1000, 10_000))
     assert [round(r, 2) for r in out["retention_baseline"]] == [1.28, 1.30]
     assert out["retention_locked"] == [1.0, 1.0]
     assert round(out["mean_loss_reduction_locked"][0], 3) == 0.059  # spec §3.2: 5.9% at 1k dims
 
 
 def test_stress_protocols_smoke_size_deterministic_and_seed_dependent():
-    small = dict(device="cpu", data_dir=None, dim=600, n_tasks=60, checkpoints=(1, 30, 60))
-    a = ultimate_sequential_retention(seed=42, **small)
-    assert a == ultimate_sequential_retention(seed=42, **small)
+    small = dict(dim=600, n_tasks=60, checkpoints=(1, 30, 60))
+    a = ultimate_sequential_retention(context=RunContext(42, "cpu", None), **small)
+    assert a == ultimate_sequential_retention(context=RunContext(42, "cpu", None), **small)
     assert json.loads(json.dumps(a)) == a
     assert a["retention_locked_at_checkpoints"] == [1.0, 1.0, 1.0]
     assert a["locked_fraction"] == 1.0
     assert len(a["loss_reduction_locked"]) == 60 and len(a["band_loss_reduction_locked"]) == 4
-    assert ultimate_sequential_retention(seed=0, **small)["retention_baseline"] != a["retention_baseline"]
-    b = extreme_sequential_retention(seed=42, **small)
+    other_seed = ultimate_sequential_retention(context=RunContext(0, "cpu", None), **small)
+    assert other_seed["retention_baseline"] != a["retention_baseline"]
+    b = extreme_sequential_retention(context=RunContext(42, "cpu", None), **small)
     assert json.loads(json.dumps(b)) == b
     assert b["retention_locked"] == 1.0 and b["retention_baseline_at_checkpoints"][0] == 1.0
     assert b["retention_baseline"] == b["retention_baseline_at_checkpoints"][-1]
@@ -123,4 +125,4 @@ def test_stress_protocols_smoke_size_deterministic_and_seed_dependent():
 
 def test_checkpoints_beyond_the_task_count_are_rejected():
     with pytest.raises(ValueError, match="checkpoints"):
-        ultimate_sequential_retention(seed=42, device="cpu", data_dir=None, dim=100, n_tasks=10)
+        ultimate_sequential_retention(context=RunContext(42, "cpu", None), dim=100, n_tasks=10)

@@ -6,6 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from implementations.common.run_context import RunContext
 from implementations.sgm.interference import SupportTask, masked_update
 from implementations.sgm.protocols import gradient_interference
 
@@ -29,8 +30,8 @@ def test_support_task_gradient_matches_finite_differences():
 
 
 def test_interference_is_zero_only_where_the_old_task_depends_on_locked_coordinates_alone():
-    out = gradient_interference(seed=0, device="cpu", data_dir=None)
-    assert out == gradient_interference(seed=0, device="cpu", data_dir=None)
+    out = gradient_interference(context=RunContext(0, "cpu", None))
+    assert out == gradient_interference(context=RunContext(0, "cpu", None))
     assert json.loads(json.dumps(out)) == out
     for scenario in ("disjoint", "shared_free", "shared_locked"):
         assert out[f"{scenario}_max_abs_change_locked"] == 0.0

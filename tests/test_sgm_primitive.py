@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from implementations.common.run_context import RunContext
 from implementations.sgm import primitive
 from implementations.sgm.primitive import SGMPrimitive
 from implementations.sgm.protocols import academic_validation
@@ -60,10 +61,10 @@ def test_a7_amplification_is_the_n_free_normalisation():
 
 @zero_variance_ttest
 def test_academic_validation_smoke_passes_nine_and_is_deterministic():
-    small = dict(device="cpu", data_dir=None, a1_trials=5, a5_dims=(100, 500), a6_trials=4, a7_dim=500,
+    small = dict(a1_trials=5, a5_dims=(100, 500), a6_trials=4, a7_dim=500,
                  a7_trials=1, a8_trials=4)
-    out = academic_validation(seed=3, **small)
-    assert out == academic_validation(seed=3, **small)
+    out = academic_validation(context=RunContext(3, "cpu", None), **small)
+    assert out == academic_validation(context=RunContext(3, "cpu", None), **small)
     assert json.loads(json.dumps(out)) == out
     assert (out["n_pass"], out["n_tests"]) == (9, 9)
     assert out["a1_metric"] == 0 and out["a9_metric"] == out["a9_theory"] == 10

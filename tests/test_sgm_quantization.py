@@ -6,6 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from implementations.common.run_context import RunContext
 from implementations.sgm.quantization import (
     NNModel,
     SGMWithLockingModel,
@@ -46,9 +47,9 @@ def test_reset_bug_rerandomises_locked_coordinates():
 
 
 def test_quantization_protocol_smoke_is_deterministic():
-    small = dict(device="cpu", data_dir=None, n_runs=1, evals_per_task=60, models=("nn",))
-    out = quantization_retention(seed=0, **small)
-    assert out == quantization_retention(seed=0, **small)
+    small = dict(n_runs=1, evals_per_task=60, models=("nn",))
+    out = quantization_retention(context=RunContext(0, "cpu", None), **small)
+    assert out == quantization_retention(context=RunContext(0, "cpu", None), **small)
     assert json.loads(json.dumps(out)) == out
     assert out["nn_task0_locked_kept_count"] == [0]
     assert abs(out["nn_retention_8bit_locked"] - out["nn_retention_float_locked"]) < 0.05

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from implementations.common.datasets import DatasetMissing, load_mnist
+from implementations.common.run_context import RunContext
 from implementations.common.streams import Task
 from implementations.sgm import torch_masking
 from implementations.sgm.protocols import gradient_masking_split, masked_forward_checksum
@@ -87,7 +88,7 @@ def data_dir():
 
 
 def test_gradient_masking_protocol_smoke(data_dir):
-    out = gradient_masking_split(seed=42, device="cpu", data_dir=data_dir, n_tasks=2, epochs=1, max_per_task=256,
+    out = gradient_masking_split(context=RunContext(42, "cpu", data_dir), n_tasks=2, epochs=1, max_per_task=256,
                                  max_test_per_task=256)
     assert json.loads(json.dumps(out)) == out
     assert np.array(out["accuracy_matrix"]).shape == (2, 2)
@@ -96,7 +97,7 @@ def test_gradient_masking_protocol_smoke(data_dir):
 
 
 def test_masked_forward_checksum_smoke_is_vacuous_with_script_masks(data_dir):
-    out = masked_forward_checksum(seed=1234, device="cpu", data_dir=data_dir, n_tasks=2, max_per_task=512,
+    out = masked_forward_checksum(context=RunContext(1234, "cpu", data_dir), n_tasks=2, max_per_task=512,
                                   max_test_per_task=300)
     assert json.loads(json.dumps(out)) == out
     assert out["hashes_equal"] and out["anchor_logits_all_zero"]

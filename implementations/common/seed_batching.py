@@ -10,13 +10,14 @@ form that does not batch every setting, the sequential runs themselves.
 
 from __future__ import annotations
 
+import pathlib
 from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .seeding import seed_everything
+from .run_context import RunContext, call_protocol
 
 
 class SeedBatchedLinearFunction(torch.autograd.Function):
@@ -152,12 +153,14 @@ def correct_counts(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Ten
     return correct
 
 
-def each_seed_sequentially(protocol: Callable[..., dict], seeds: Sequence[int], **arguments) -> list[dict]:
-    """[protocol(seed=s, **arguments) for s in seeds], each after `seed_everything(s)`, as the runner makes
-    the runs without batching: a form's fallback for what it does not batch (and the reference its batched
-    runs are checked against)."""
+def each_seed_sequentially(protocol: Callable[..., dict], seeds: Sequence[int], *, device: str,
+                           data_dir: pathlib.Path, **params) -> list[dict]:
+    """Each seed's run of `protocol` (taking `context` or `seed, device, data_dir`), after its context's
+    `reseed()`, as the engine makes the runs without batching: a form's fallback for what it does not batch
+    (and the reference its batched runs are checked against)."""
     outputs = []
     for seed in seeds:
-        seed_everything(seed)
-        outputs.append(protocol(seed=seed, **arguments))
+        context = RunContext(seed, device, data_dir)
+        context.reseed()
+        outputs.append(call_protocol(protocol, context, **params))
     return outputs

@@ -1,20 +1,22 @@
 """Named experiments for the SGM claims (spec `shared/specs/sgm.md`).
 
-Every protocol takes keyword-only `seed, device, data_dir` plus its parameters with the faithful
-defaults and returns a JSON-serialisable dict. The NumPy families re-seed NumPy's legacy global RNG
-themselves, as the original scripts do, so their numbers follow from `seed` alone.
+Every protocol takes keyword-only `context` (the run's `RunContext`: seed, device, data directory) plus
+its parameters with the faithful defaults and returns a JSON-serialisable dict. Where an original script
+seeds (numpy's legacy global RNG, or torch, numpy and random together) the protocol calls
+`context.reseed()` at that point, so its numbers follow from the run's seed alone, called by the engine
+or directly; seeds a script derives per task or per trial (`_task_seed`, the academic tests' shift) are
+derived from `context.seed` as the script derives them from its own.
 """
 
 from __future__ import annotations
 
-import pathlib
 
 import numpy as np
 import torch
 
 from implementations.common.datasets import load_cifar10, load_mnist
 from implementations.common.prerequisites import PrerequisiteMissing
-from implementations.common.seeding import seed_everything
+from implementations.common.run_context import RunContext
 from implementations.sgm import interference, primitive, quantization, torch_masking
 from implementations.sgm.evolution import SGMWithLocking, SparseRegionTask
 from implementations.sgm.hill_climb import (
@@ -29,9 +31,7 @@ from implementations.sgm.hill_climb import (
 
 def quickstart_retention(
     *,
-    seed: int,
-    device: str,
-    data_dir: pathlib.Path,
+    context: RunContext,
     dim: int = 100,
     steps: int = 1000,
     task_seeds: tuple[int, int] | None = None,
@@ -40,6 +40,7 @@ def quickstart_retention(
 
     The run seed maps to task seeds (seed, seed + 1), so the README's own run is seed 1.
     """
+    seed = context.seed
     first_seed, second_seed = task_seeds if task_seeds is not None else (seed, seed + 1)
     np.random.seed(42)  # as the README does; the task constructors re-seed right after
     model = SGMWithLocking(dim)
@@ -110,9 +111,7 @@ def _plasticity_outputs(run: SequentialRun, band_fractions) -> dict:
 
 def ultimate_sequential_retention(
     *,
-    seed: int,
-    device: str,
-    data_dir: pathlib.Path,
+    context: RunContext,
     dim: int = 10_000,
     n_tasks: int = 1000,
     steps: int = 15,
@@ -124,7 +123,8 @@ def ultimate_sequential_retention(
 ) -> dict:
     """ultimate_stress test 1 (§2.1 #1): 1000 disjoint 10-dim tasks; R of task 0 at checkpoints."""
     checkpoints = _check_checkpoints(checkpoints, n_tasks)
-    np.random.seed(seed)
+    context.reseed()  # the script's np.random.seed(42)
+    seed = context.seed
 
     def make_task(t: int) -> LinearRegionTask:
         start, end = region_bounds(t, dim, n_tasks, overlap)
@@ -152,9 +152,7 @@ def ultimate_sequential_retention(
 
 def extreme_sequential_retention(
     *,
-    seed: int,
-    device: str,
-    data_dir: pathlib.Path,
+    context: RunContext,
     dim: int = 5000,
     n_tasks: int = 500,
     steps: int = 20,
@@ -171,7 +169,8 @@ def extreme_sequential_retention(
     script's 1.09/1.42/1.89; including the just-trained task gives 1.08/1.41/1.88.
     """
     checkpoints = _check_checkpoints(checkpoints, n_tasks)
-    np.random.seed(seed)
+    context.reseed()  # the script's np.random.seed(42)
+    seed = context.seed
 
     def make_task(t: int) -> LinearRegionTask:
         start, end = region_bounds(t, dim, n_tasks, overlap)
@@ -199,9 +198,7 @@ def extreme_sequential_retention(
 
 def parameter_scaling_retention(
     *,
-    seed: int,
-    device: str,
-    data_dir: pathlib.Path,
+    context: RunContext,
     dims: tuple[int, ...] = (1_000, 10_000, 100_000, 1_000_000, 10_000_000),
     n_tasks: int = 20,
     steps: int = 15,
@@ -213,9 +210,10 @@ def parameter_scaling_retention(
 
     The script re-seeds with 42 before each D, so each D is an independent run.
     """
+    seed = context.seed
     per_dim = []
     for dim in dims:
-        np.random.seed(seed)
+        context.reseed()  # the script's np.random.seed(42), before each D
 
         def make_task(t: int, dim: int = dim) -> LinearRegionTask:
             start, end = region_bounds(t, dim, n_tasks, overlap)
@@ -239,16 +237,15 @@ def parameter_scaling_retention(
 
 def transformer_layers_retention(
     *,
-    seed: int,
-    device: str,
-    data_dir: pathlib.Path,
+    context: RunContext,
     dim: int = 12 * 768,
     n_layers: int = 12,
     steps: int = 40,
     lr: float = 0.02,
 ) -> dict:
     """extreme_scale test 4 (§2.1 #10): 12 "layers" = 12 slices of a 9216-dim vector, toy loss."""
-    np.random.seed(seed)
+    context.reseed()  # the script's np.random.seed(42)
+    seed = context.seed
 
     def make_task(layer: int) -> TransformerLayerTask:
         return TransformerLayerTask(layer, dim, n_layers, _task_seed(100 * layer, 100, n_layers, seed))
@@ -274,9 +271,7 @@ def transformer_layers_retention(
 
 def oscillation_retention(
     *,
-    seed: int,
-    device: str,
-    data_dir: pathlib.Path,
+    context: RunContext,
     dim: int = 5000,
     lr: float = 0.03,
     first_steps: int = 100,
@@ -287,7 +282,7 @@ def oscillation_retention(
 ) -> dict:
     """ultimate_stress test 3B (§2.1 #12): A and B (opposite targets) share the locked region, so
     after locking A nothing can change either loss: B is never learned."""
-    np.random.seed(seed)
+    context.reseed()  # the script's np.random.seed(42)
     history = train_oscillation(dim, lr, first_steps, n_alternations, steps_per_alternation, target, n_outputs)
     after = history["loss_a_after_training"]
     return {
@@ -311,9 +306,7 @@ ACADEMIC_SEED_STRIDE = 100_000  # run seed s shifts every script seed by s * str
 
 def academic_validation(
     *,
-    seed: int,
-    device: str,
-    data_dir: pathlib.Path,
+    context: RunContext,
     a1_trials: int = 100,
     a5_dims: tuple[int, ...] = (100, 500, 1000, 5000, 10000),
     a6_trials: int = 30,
@@ -322,7 +315,7 @@ def academic_validation(
     a8_trials: int = 50,
 ) -> dict:
     """The nine "formal" tests (§2.2): each test's metric and pass flag, and n_pass out of 9."""
-    shift = seed * ACADEMIC_SEED_STRIDE
+    shift = context.seed * ACADEMIC_SEED_STRIDE
     results = {
         "a1": primitive.a1_invariant(shift, n_trials=a1_trials),
         "a2": primitive.a2_isolation(shift),
@@ -347,9 +340,7 @@ def academic_validation(
 
 def gradient_interference(
     *,
-    seed: int,
-    device: str,
-    data_dir: pathlib.Path,
+    context: RunContext,
     dim: int = 200,
     block: int = 20,
     shared: int = 20,
@@ -367,7 +358,7 @@ def gradient_interference(
     """
     outputs = {}
     for name, (old_support, new_support, locked) in interference.scenario_supports(dim, block, shared).items():
-        rng = np.random.default_rng(seed)  # identical tasks and start in every scenario
+        rng = np.random.default_rng(context.seed)  # identical tasks and start in every scenario
         old = interference.SupportTask(dim, old_support, n_outputs, rng)
         new = interference.SupportTask(dim, new_support, n_outputs, rng)
         x = interference.train(old, rng.normal(0.0, 0.3, dim), np.zeros(dim, dtype=bool), steps, lr)
@@ -387,9 +378,7 @@ QUANTIZATION_MODELS = {"nn": quantization.NNModel, "transformer": quantization.T
 
 def quantization_retention(
     *,
-    seed: int,
-    device: str,
-    data_dir: pathlib.Path,
+    context: RunContext,
     n_runs: int = 2,
     n_tasks: int = 3,
     evals_per_task: int = 150,
@@ -397,10 +386,11 @@ def quantization_retention(
 ) -> dict:
     """8-bit quantisation test (§2.1 #11): mean R over tasks 0..T-2, float and 8-bit, per model.
 
-    Deviation: the original never seeds the global RNG; here it is `np.random.seed(seed)` once,
+    Deviation: the original never seeds the global RNG; here it is seeded once (`context.reseed()`),
     and run r builds its tasks with seed 1000 * seed + r (the script's task seed is not given).
     """
-    np.random.seed(seed)
+    context.reseed()
+    seed = context.seed
     per_model = {name: {"baseline": [], "locked": []} for name in models}
     for run in range(n_runs):
         for name in models:
@@ -438,9 +428,7 @@ GRADIENT_MASKING_DATA = {
 
 def gradient_masking_split(
     *,
-    seed: int,
-    device: str,
-    data_dir: pathlib.Path,
+    context: RunContext,
     dataset: str = "mnist",
     n_tasks: int = 5,
     epochs: int = 3,
@@ -461,7 +449,8 @@ def gradient_masking_split(
     keep the first n training / test images of each pair, for a smoke run.
     """
     load, make_model, flatten = GRADIENT_MASKING_DATA[dataset]
-    seed_everything(seed)  # the script seeds torch, numpy and random; the runner did too, this is for direct calls
+    context.reseed()  # the script seeds torch, numpy and random; the engine did too, this is for direct calls
+    device, data_dir = context.device, context.data_dir
     tasks = torch_masking.pair_tasks(load(data_dir, "train"), load(data_dir, "test"), n_tasks, device, flatten, True,
                                      max_per_task, max_test_per_task)
     baseline, sgm = make_model().to(device), make_model().to(device)
@@ -495,9 +484,7 @@ def gradient_masking_split(
 
 def masked_forward_checksum(
     *,
-    seed: int,
-    device: str,
-    data_dir: pathlib.Path,
+    context: RunContext,
     mask_layout: str = "script_blocks",
     n_tasks: int = 5,
     hidden: int = 512,
@@ -519,8 +506,9 @@ def masked_forward_checksum(
     biases make its fc2 features nearly constant at init); more epochs let it learn.
     `max_per_task` / `max_test_per_task` keep the first n training / test images of each pair.
     """
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
+    context.reseed()  # the script's torch.manual_seed(1234) (the engine did too; this is for direct calls)
+    generator = context.torch_generator("batch order")  # the script's shuffling generator, at the same seed
+    device, data_dir = context.device, context.data_dir
     mnist_train, mnist_test = load_mnist(data_dir, "train"), load_mnist(data_dir, "test")
     tasks = torch_masking.pair_tasks(mnist_train, mnist_test, n_tasks, device, True, False, max_per_task,
                                      max_test_per_task)
@@ -566,8 +554,7 @@ def masked_forward_checksum(
     }
 
 
-def interference_script(*, seed: int, device: str, data_dir: pathlib.Path,
-                        script: str = "tests/test_interference.py") -> dict:
+def interference_script(*, context: RunContext, script: str = "tests/test_interference.py") -> dict:
     """The README's interference row cites a script that exists in no commit (spec §0, §2.1 #4).
 
     Nothing defines the "interference" number or the EWC value 6.141671, so there is nothing to run;

@@ -6,11 +6,11 @@ protocols.py never imports this module, so a sequential run's code version never
 Why: one Adam step of the 784-1024-1024-2 MLP is bound by kernel launches on a GPU, so stepping all the
 seeds' baseline and SGM models with the launches of one model is what makes several seeds affordable.
 
-Each seed stays its own run, with what `gradient_masking_split(seed=s, ...)` gives it after the runner's
-`seed_everything(s)`:
+Each seed stays its own run, with what `gradient_masking_split(context=c, ...)` gives it for the run context
+`c` of seed s, after the engine's `c.reseed()`:
 
 * its tasks: the digit pairs do not depend on the seed, so one copy serves every seed;
-* its initial weights: per seed, `seed_everything(seed)` and then the baseline and the SGM model built as
+* its initial weights: per seed, its context's `reseed()` and then the baseline and the SGM model built as
   the protocol builds them, from the global torch generator (`pair_tasks`, which the protocol calls in
   between, draws nothing);
 * its batch orders: the sequential run draws them with `torch.randperm` on the global generator, which
@@ -29,7 +29,7 @@ Each seed stays its own run, with what `gradient_masking_split(seed=s, ...)` giv
 Members of the stacked network: index i < S is seed i's baseline, S + i its SGM model (S seeds).
 
 Batched only for `dataset="mnist"` (the MLP). For "cifar10" (a CNN) each seed falls back on the
-sequential protocol, after its own `seed_everything(seed)`: stacking convolutions as grouped ones would
+sequential protocol, after its own context's `reseed()`: stacking convolutions as grouped ones would
 change the convolution algorithms and with them the last bits.
 
 Equality with the sequential run: the products are batched gemms whose backward mirrors `nn.Linear`'s
@@ -57,7 +57,7 @@ from implementations.common.seed_batching import (
     each_seed_sequentially,
     summed_mean_cross_entropy,
 )
-from implementations.common.seeding import seed_everything
+from implementations.common.run_context import RunContext
 from implementations.common.streams import Task
 from implementations.sgm import protocols, torch_masking
 
@@ -152,8 +152,8 @@ def _train_task(net: nn.Module, masks: _StackedMasks, task: Task, orders: Sequen
 
 def gradient_masking_split_seeds(*, seeds: Sequence[int], device: str, data_dir: pathlib.Path,
                                  **params) -> list[dict]:
-    """Same outputs as [gradient_masking_split(seed=s, device=device, data_dir=data_dir, **params) for s in
-    seeds], each after `seed_everything(s)`: for MNIST every seed's baseline and SGM model train in one
+    """Same outputs as [gradient_masking_split(context=RunContext(s, device, data_dir), **params) for s in
+    seeds], each after its context's `reseed()`: for MNIST every seed's baseline and SGM model train in one
     pass (module docstring); CIFAR-10 runs the sequential protocol seed by seed."""
     # The sequential protocol's defaults, its TypeError for an unknown parameter, its KeyError for an
     # unknown dataset.
@@ -170,7 +170,7 @@ def gradient_masking_split_seeds(*, seeds: Sequence[int], device: str, data_dir:
                                      flatten, True, settings["max_per_task"], settings["max_test_per_task"])
     baselines, sgms, generators = [], [], []
     for seed in seeds:
-        seed_everything(seed)  # as the protocol does before building its two models
+        RunContext(seed, device, data_dir).reseed()  # as the protocol does before building its two models
         baselines.append(make_model())
         sgms.append(make_model())
         generators.append(_copy_of_global_generator())
