@@ -75,3 +75,21 @@ def test_a_protocol_taking_both_conventions_is_refused_naming_what_to_drop():
 
     with pytest.raises(TypeError, match=r"takes `context` and `device`, `data_dir`: take `context` alone"):
         takes_context(both)
+
+
+# The systems whose protocols have moved onto the run context (docs/CONTRACTS.md, "Seeding"); a system
+# joins this tuple in the commit that moves it, with its bundle refresh.
+ON_THE_CONTEXT = ("anastrophic", "mygo", "sgm")
+
+
+def test_every_ledger_protocol_of_a_system_on_the_context_takes_it_and_every_other_is_callable():
+    from verify.executors import resolve_protocol
+    from verify.ledger import load_all
+
+    protocols = {entry.protocol for entry in load_all(Path(__file__).resolve().parent.parent / "claims")}
+    for name in sorted(protocols):
+        system = name.split(":")[0].split(".")[1]
+        if takes_context(resolve_protocol(name)):  # raises for a protocol taking both conventions
+            continue
+        assert system not in ON_THE_CONTEXT, f"{name} takes `seed, device, data_dir`, but {system} is on the context"
+    assert {name.split(".")[1] for name in protocols} >= set(ON_THE_CONTEXT)
