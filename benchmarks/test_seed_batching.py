@@ -3,8 +3,9 @@
 Three forms at a reduced size: the sparse-synapse Permuted MNIST MLP (dense and sparse arms, the
 headline table), SGM's gradient masking on Split MNIST (a baseline and an SGM model per seed) and
 DTG-MA's Split MNIST table (its minibatch methods: DTG-MA, LoRA, Adapter, DER++).
-Five pre-registered seeds, as the run engine would call them: one protocol call per seed after
-`seed_everything(seed)`, or one call of the seed-batched form. On CUDA when available (where a step
+Five pre-registered seeds, as the run engine would call them: one protocol call per seed after its run
+context's `reseed()` (`seed_batching.each_seed_sequentially`, either calling convention), or one call of the
+seed-batched form. On CUDA when available (where a step
 of a small MLP is launch-bound and batching should pay), else on the CPU (where it should not:
 DESIGN.md measured 0.7-0.9x on 2 cores).
 
@@ -21,6 +22,7 @@ import pytest
 import torch
 
 from implementations.common.datasets import DatasetMissing, load_mnist, resolve_data_dir
+from implementations.common.seed_batching import each_seed_sequentially
 from implementations.common.seeding import seed_everything
 from implementations.dtgma.protocols import baseline_table
 from implementations.dtgma.seed_batched import baseline_table_seeds
@@ -59,9 +61,7 @@ def data_dir():
 
 
 def sequential(protocol, form, params, data_dir):
-    for seed in SEEDS:
-        seed_everything(seed)
-        protocol(seed=seed, device=DEVICE, data_dir=data_dir, **params)
+    each_seed_sequentially(protocol, SEEDS, device=DEVICE, data_dir=data_dir, **params)
 
 
 def batched(protocol, form, params, data_dir):
