@@ -6,6 +6,7 @@ re-run sample is drawn deterministically and stays within its time budget.
 """
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -77,6 +78,36 @@ def test_runs_of_another_torch_are_not_rerun_but_still_checked(tmp_path, toy):
     result = bundle.audit(path, entries, rerun_seconds=1e9, salt="any", data_dir=tmp_path)
     assert not result.rerun and len(result.skipped) == 3
     assert sum("its key is not the hash of its identity" in line for line in result.problems) == 3
+
+
+def test_runs_of_another_processor_model_are_not_rerun_but_still_checked(tmp_path, toy):
+    """Two machines that both call themselves "AMD EPYC" (a Zen 3 with AVX2 kernels, a newer one with
+    AVX-512) round differently, and a long training run turns the last bit into other accuracies
+    (2026-12-06: every sparse-synapse run of the bundle, re-run on the other one). A run recorded
+    under a name that is not this processor's, the older names without family, model and kernels
+    among them, is skipped by the re-run, never failed; its key and verdicts are still checked."""
+    entries, document, path = built(tmp_path, toy, toy_entry("a"))
+    for run in document["runs"]:
+        run["device_name"] = "AMD EPYC"  # as the harness named every CPU before 2026-12-07
+    path.write_text(json.dumps(document))
+    result = bundle.audit(path, entries, rerun_seconds=1e9, salt="any", data_dir=tmp_path)
+    assert result.problems == [] and not result.rerun and len(result.skipped) == 3
+    assert all("recorded on AMD EPYC, this is" in line for line in result.skipped)
+    document["runs"][0]["outputs"]["x"] += 0.5  # tampering is still caught
+    path.write_text(json.dumps(document))
+    assert bundle.audit(path, entries, rerun_seconds=1e9, salt="any", data_dir=tmp_path).problems
+
+
+def test_a_cpu_is_named_by_its_model_family_and_the_kernels_torch_uses():
+    import torch
+
+    from verify.executors import device_name
+
+    name = device_name("cpu")
+    assert name.endswith(f"{torch.backends.cpu.get_cpu_capability()})"), name
+    if Path("/proc/cpuinfo").is_file() and "cpu family" in Path("/proc/cpuinfo").read_text():
+        assert "(family " in name and " model " in name, name
+    assert device_name("cpu") == name
 
 
 def fake_run(key, seconds):

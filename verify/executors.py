@@ -96,14 +96,25 @@ def is_device_independent(protocol: str) -> bool:
 
 
 def device_name(device: str) -> str:
+    """The processor a run's floats come from, as precisely as byte-identity needs: a GPU's name; for
+    a CPU its model name, family and model numbers (the microarchitecture) and the vector kernels
+    torch dispatches to, e.g. "AMD EPYC (family 25 model 1, AVX2)". The model name alone is not
+    enough: two machines that both call themselves "AMD EPYC" round differently, and a long training
+    run turns the last bit into other accuracies (seen 2026-12-06)."""
     if device == "cuda":
         return torch.cuda.get_device_name(0)
+    fields: dict[str, str] = {}
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
         for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
+            if not line.strip():
+                break  # the first processor's block describes them all
+            name, _, value = line.partition(":")
+            fields.setdefault(name.strip(), value.strip())
+    model = fields.get("model name") or platform.processor() or platform.machine()
+    generation = (f"family {fields['cpu family']} model {fields['model']}, "
+                  if "cpu family" in fields and "model" in fields else "")
+    return f"{model} ({generation}{torch.backends.cpu.get_cpu_capability()})"
 
 
 def _check_outputs(protocol: str, outputs: Any) -> dict[str, Any]:
