@@ -93,9 +93,25 @@ def test_runs_of_another_processor_model_are_not_rerun_but_still_checked(tmp_pat
     result = bundle.audit(path, entries, rerun_seconds=1e9, salt="any", data_dir=tmp_path)
     assert result.problems == [] and not result.rerun and len(result.skipped) == 3
     assert all("recorded on AMD EPYC, this is" in line for line in result.skipped)
-    document["runs"][0]["outputs"]["x"] += 0.5  # tampering is still caught
+    assumed = bundle.audit(path, entries, rerun_seconds=1e9, salt="any", data_dir=tmp_path,
+                           unnamed_processor_is_here=True)  # asked to find out whether this is theirs
+    assert assumed.problems == [] and len(assumed.rerun) == 3
+    document["runs"][0]["outputs"]["pid"] = 7  # an output only a re-run can tell
+    path.write_text(json.dumps(document))
+    assert bundle.audit(path, entries, rerun_seconds=1e9, salt="any", data_dir=tmp_path).problems == []
+    assert bundle.audit(path, entries, rerun_seconds=1e9, salt="any", data_dir=tmp_path,
+                        unnamed_processor_is_here=True).problems
+    document["runs"][0]["outputs"]["x"] += 0.5  # tampering a verdict reads is caught either way
     path.write_text(json.dumps(document))
     assert bundle.audit(path, entries, rerun_seconds=1e9, salt="any", data_dir=tmp_path).problems
+
+
+@pytest.mark.parametrize("name,full", [
+    ("AMD EPYC", False), ("Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz", False),
+    ("AMD EPYC (family 25 model 1, AVX2)", True), ("Apple M2 (DEFAULT)", True),
+    ("Intel(R) Xeon(R) CPU @ 2.20GHz (family 6 model 85, AVX512)", True)])
+def test_which_processor_names_carry_the_family_and_kernels(name, full):
+    assert bundle.processor_named_fully(name) is full
 
 
 def test_a_cpu_is_named_by_its_model_family_and_the_kernels_torch_uses():
@@ -107,7 +123,7 @@ def test_a_cpu_is_named_by_its_model_family_and_the_kernels_torch_uses():
     assert name.endswith(f"{torch.backends.cpu.get_cpu_capability()})"), name
     if Path("/proc/cpuinfo").is_file() and "cpu family" in Path("/proc/cpuinfo").read_text():
         assert "(family " in name and " model " in name, name
-    assert device_name("cpu") == name
+    assert device_name("cpu") == name and bundle.processor_named_fully(name)
 
 
 def fake_run(key, seconds):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
@@ -337,8 +338,15 @@ def sample(runs: list[Run], budget_seconds: float, salt: str) -> list[Run]:
     return chosen
 
 
+def processor_named_fully(name: str) -> bool:
+    """Whether a run's CPU name carries family, model and vector kernels (`executors.device_name`),
+    as every CPU run recorded since 2026-12-07 does, rather than the model name alone ("AMD EPYC")."""
+    return re.search(r"\((family \d+ model \d+, )?[A-Z][A-Z0-9_]*\)$", name) is not None
+
+
 def audit(path: Path, entries: list[Entry], *, rerun_seconds: float = 0.0, salt: str = "",
-          data_dir: Path | None = None, progress: Callable[[str], None] = lambda message: None) -> Audit:
+          data_dir: Path | None = None, unnamed_processor_is_here: bool = False,
+          progress: Callable[[str], None] = lambda message: None) -> Audit:
     """Check one bundle file; `problems` lists what does not hold (an empty list passes).
 
     1. Every run's key is the hash of its identity (a run whose outputs or identity were edited
@@ -348,7 +356,9 @@ def audit(path: Path, entries: list[Entry], *, rerun_seconds: float = 0.0, salt:
     3. CPU runs: a sample drawn from `salt` with recorded wall times within `rerun_seconds` is run
        again here, when this machine has the run's identity (torch version, code version) and the
        processor model it was recorded on, and must give byte-identical outputs (clock readings
-       aside: `deterministic_outputs`).
+       aside: `deterministic_outputs`). Runs whose CPU was recorded by model name alone are re-run
+       only with `unnamed_processor_is_here` (a way to learn whether this machine is theirs: any
+       difference is then a problem).
     """
     from verify.executors import SequentialExecutor
     from verify.planner import Job, RunSpec
@@ -401,7 +411,8 @@ def audit(path: Path, entries: list[Entry], *, rerun_seconds: float = 0.0, salt:
             result.skipped.append(f"{run.protocol} seed {run.seed}: recorded with torch {run.torch_version}, code "
                                   f"{run.code_version} (not this machine's)")
             continue
-        if run.device_name != here:  # byte-identity is promised for one identity on one processor model
+        assumed = unnamed_processor_is_here and not processor_named_fully(run.device_name)
+        if run.device_name != here and not assumed:  # byte-identity is promised on one processor model
             result.skipped.append(f"{run.protocol} seed {run.seed}: recorded on {run.device_name}, this is {here}")
             continue
         spec = RunSpec(run.protocol, run.params, run.seed, run.device, run.torch_version, run.code_version,

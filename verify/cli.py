@@ -131,7 +131,8 @@ def _bundle_audit(args: argparse.Namespace) -> int:
     failed = False
     for path in files:
         result = bundle.audit(path, entries, rerun_seconds=args.rerun_seconds, salt=salt,
-                              data_dir=resolve_data_dir(args.data_dir), progress=print)
+                              data_dir=resolve_data_dir(args.data_dir),
+                              unnamed_processor_is_here=args.unnamed_processor_is_here, progress=print)
         for line in result.skipped:
             print(f"audit: {path.name}: not re-run here: {line}")
         for line in result.problems:
@@ -320,6 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--rerun-seconds", type=float, default=300.0,
                        help="re-run CPU runs whose recorded times add up to this (default 300; 0: none)")
     check.add_argument("--salt", default=None, help="what draws the sample (default: the git commit)")
+    check.add_argument("--unnamed-processor-is-here", action="store_true",
+                       help="re-run CPU runs whose processor was recorded by model name alone (\"AMD EPYC\", "
+                            "before 2026-12-07) as if this machine were theirs; a difference then fails")
     check.add_argument("--data-dir", default=None, help="dataset folder (default: $CLAIMS_DATA_DIR)")
     check.add_argument("--claims-dir", default="claims")
     check.set_defaults(handler=_bundle_audit)
