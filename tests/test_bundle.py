@@ -6,6 +6,7 @@ re-run sample is drawn deterministically and stays within its time budget.
 """
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -126,6 +127,29 @@ def test_a_cpu_is_named_by_its_model_family_and_the_kernels_torch_uses():
     assert device_name("cpu") == name and bundle.processor_named_fully(name)
 
 
+def test_a_bundle_may_hold_runs_of_several_processors_and_each_verdict_names_those_it_read(tmp_path, toy):
+    """Machines here are lent at random, so a bundle grows from several processors: a run keeps its
+    own processor's name, a verdict names the processors of the runs it read, and the audit re-runs a
+    run only on its own processor. Torch versions and thread counts still do not mix."""
+    entries, document, path = built(tmp_path, toy, toy_entry("a") + toy_entry("b", seeds="[3]"))
+    here = document["identity"]["device_name"]
+    for run in document["runs"]:
+        if run["seed"] == 3:
+            run["device_name"] = "Elsewhere CPU (family 1 model 2, AVX512)"
+    runs = [Run(**run) for run in document["runs"]]
+    rebuilt = bundle.build(entries, runs, "cpu")
+    names = {record["claim_id"]: record["device_name"] for record in rebuilt["verdicts"]}
+    elsewhere = "Elsewhere CPU (family 1 model 2, AVX512)"
+    assert names == {"a": "; ".join(sorted({here, elsewhere})), "b": elsewhere}  # a reads seeds 1-3, b seed 3
+    assert rebuilt["identity"]["device_name"] == names["a"]
+    path.write_text(json.dumps(rebuilt))
+    result = bundle.audit(path, entries, rerun_seconds=1e9, salt="any", data_dir=tmp_path)
+    assert result.problems == [] and len(result.rerun) == 2 and len(result.skipped) == 1
+    older = [replace(run, torch_version="0.0.1") if run.seed == 3 else run for run in runs]
+    with pytest.raises(bundle.BundleError, match="mix torch versions"):
+        bundle.Identity.of(older, "cpu")
+
+
 def fake_run(key, seconds):
     return Run(key, "p:f", {}, 0, "cpu", "cpu", "t", "c", {}, seconds, "now")
 
@@ -152,7 +176,6 @@ def test_timing_outputs_are_left_out_of_the_comparison():
 
 
 def test_a_bundle_from_older_code_is_recomputed_under_its_own_version_and_shown_stale(tmp_path, toy):
-    from dataclasses import replace
 
     from verify.planner import run_key
 
@@ -175,7 +198,6 @@ def test_a_bundle_from_older_code_is_recomputed_under_its_own_version_and_shown_
 
 def recorded_by(runs, version, **outputs):
     """Copies of the runs as if code version `version` had recorded them (with `outputs` changed)."""
-    from dataclasses import replace
 
     from verify.planner import run_key
 

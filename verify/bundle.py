@@ -61,8 +61,10 @@ class Identity:
         own = [run for run in runs if run.device == device] or [run for run in runs if run.device == ANY_DEVICE]
         if not own:
             raise BundleError(f"no {device} runs to build a bundle from")
-        values = {}
-        for name in ("device_name", "torch_version", "threads"):
+        # Processors may differ between runs (each run keeps its own name, and the audit re-runs a run
+        # on its own processor only); torch versions and thread counts may not.
+        values = {"device_name": "; ".join(sorted({run.device_name for run in own}))}
+        for name in ("torch_version", "threads"):
             counts = Counter(getattr(run, name) for run in own)
             if len(counts) > 1:
                 listed = ", ".join(f"{value} ({count} runs)" for value, count in counts.most_common())
@@ -109,10 +111,13 @@ def recompute(entries: Iterable[Entry], runs: list[Run], identity: Identity) -> 
     # none), not the moment of the rebuild: the same runs give the same records, and adding one
     # table's runs leaves every other verdict's lines of the bundle as they were.
     created = {run.run_key: run.created for run in runs}
+    processors = {run.run_key: run.device_name for run in runs}
     as_of = max(created.values(), default=None)
     for record in records:
+        read = sorted({processors[key] for key in record.get("run_keys") or () if key in processors})
+        record["device_name"] = "; ".join(read) or identity.device_name  # the processors of the runs it read
         record["environment"] = {"python": None, "platform": None, "git_commit": None,
-                                 "note": f"recomputed from bundled runs measured on {identity.device_name}"}
+                                 "note": f"recomputed from bundled runs measured on {record['device_name']}"}
         stamps = [created[key] for key in record.get("run_keys") or () if key in created]
         record["created"] = max(stamps, default=as_of or record["created"])
     return records
