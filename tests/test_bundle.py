@@ -422,3 +422,13 @@ def test_not_run_records_never_change_a_measured_verdict(tmp_path, toy):
             assert built[claim]["not_run"] == ("input missing" if matches else "full protocol pending")
 
     check()
+
+
+def test_runs_not_rerun_are_reported_once_per_reason():
+    from verify.cli import _grouped_by_reason
+
+    lines = [f"implementations.x.protocols:table seed {seed}: recorded on A, this is B" for seed in range(5)]
+    lines.insert(2, "implementations.x.protocols:other seed 0: recorded with torch 1, code c (not this machine's)")
+    assert _grouped_by_reason(lines) == {
+        "recorded on A, this is B": [f"table seed {seed}" for seed in range(5)],
+        "recorded with torch 1, code c (not this machine's)": ["other seed 0"]}

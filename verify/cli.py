@@ -133,14 +133,25 @@ def _bundle_audit(args: argparse.Namespace) -> int:
         result = bundle.audit(path, entries, rerun_seconds=args.rerun_seconds, salt=salt,
                               data_dir=resolve_data_dir(args.data_dir),
                               unnamed_processor_is_here=args.unnamed_processor_is_here, progress=print)
-        for line in result.skipped:
-            print(f"audit: {path.name}: not re-run here: {line}")
+        for reason, runs in _grouped_by_reason(result.skipped).items():
+            shown = ", ".join(runs[:3]) + (f" and {len(runs) - 3} more" if len(runs) > 3 else "")
+            print(f"audit: {path.name}: not re-run here ({len(runs)} run{'s' * (len(runs) > 1)}: {shown}): {reason}")
         for line in result.problems:
             print(f"audit: FAILED: {line}", file=sys.stderr)
         failed = failed or bool(result.problems)
         print(f"audit: {path.name}: {result.checked_runs} run keys and {result.checked_verdicts} verdicts checked, "
               f"{len(result.rerun)} runs re-run byte-identical" + (", FAILED" if result.problems else ", passed"))
     return 1 if failed else 0
+
+
+def _grouped_by_reason(lines: list[str]) -> dict[str, list[str]]:
+    """"<protocol> seed <n>: <reason>" lines as {reason: ["<function> seed <n>", ...]}, in first-seen order
+    (a bundle recorded elsewhere skips every run for one reason: one line, not hundreds)."""
+    grouped: dict[str, list[str]] = {}
+    for line in lines:
+        run, _, reason = line.partition(": ")
+        grouped.setdefault(reason, []).append(run.rsplit(":", 1)[-1])
+    return grouped
 
 
 def _ledger_entries(claims_dir: str):
