@@ -239,6 +239,9 @@ def test_a_rebuild_says_whether_the_runs_it_replaces_had_the_same_outputs(tmp_pa
     assert "1 stale run(s) replaced, 1 with the same outputs; 1 run(s) new" in line
     (line,) = bundle.replacements(entries, recorded_by(current, "0" * 16) + current[:1])  # one seed re-run
     assert line.endswith("2 stale run(s) replaced, 1 with the same outputs, 1 with no re-run")  # dropped: said
+    elsewhere = [replace(run, device_name="AMD EPYC") for run in moved]  # the stale runs' processor differs
+    (line,) = bundle.replacements(entries, elsewhere + current)
+    assert f"seed {current[0].seed}: x (recorded on AMD EPYC, re-run on {current[0].device_name})" in line
 
 
 def test_a_not_run_verdict_that_read_no_bundled_run_survives_a_code_change(tmp_path, toy):

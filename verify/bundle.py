@@ -200,7 +200,10 @@ def replacements(entries: list[Entry], runs: list[Run]) -> list[str]:
             if rerun is not None and deterministic_outputs(rerun.outputs) != deterministic_outputs(run.outputs):
                 names = sorted(name for name in {*run.outputs, *rerun.outputs} if not is_timing_output(name)
                                and canonical_json(run.outputs.get(name)) != canonical_json(rerun.outputs.get(name)))
-                moved.append(f"seed {run.seed}: {', '.join(names)}")
+                # on another processor the floats may move with no code change at all: say so
+                where = (f" (recorded on {run.device_name}, re-run on {rerun.device_name})"
+                         if rerun.device_name != run.device_name else "")
+                moved.append(f"seed {run.seed}: {', '.join(names)}{where}")
         twins = sum(twin(run) in current for run in stale)
         line = f"{protocol}: {len(stale)} stale run(s) replaced, {twins - len(moved)} with the same outputs"
         if moved:
