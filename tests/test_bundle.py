@@ -82,9 +82,9 @@ def test_runs_of_another_torch_are_not_rerun_but_still_checked(tmp_path, toy):
 
 
 def test_runs_of_another_processor_model_are_not_rerun_but_still_checked(tmp_path, toy):
-    """Two machines that both call themselves "AMD EPYC" (a Zen 3 with AVX2 kernels, a newer one with
-    AVX-512) round differently, and a long training run turns the last bit into other accuracies
-    (2026-12-06: every sparse-synapse run of the bundle, re-run on the other one). A run recorded
+    """Two machines that both call themselves "AMD EPYC" round differently, and a long training run
+    turns the last bit into other accuracies (2026-12-06: five CI-sized sparse-synapse runs of the
+    bundle, re-run with its own code on a Zen 3 with AVX2 kernels). A run recorded
     under a name that is not this processor's, the older names without family, model and kernels
     among them, is skipped by the re-run, never failed; its key and verdicts are still checked."""
     entries, document, path = built(tmp_path, toy, toy_entry("a"))
@@ -176,7 +176,6 @@ def test_timing_outputs_are_left_out_of_the_comparison():
 
 
 def test_a_bundle_from_older_code_is_recomputed_under_its_own_version_and_shown_stale(tmp_path, toy):
-
     from verify.planner import run_key
 
     entries, document, path = built(tmp_path, toy, toy_entry("a"))
@@ -198,7 +197,6 @@ def test_a_bundle_from_older_code_is_recomputed_under_its_own_version_and_shown_
 
 def recorded_by(runs, version, **outputs):
     """Copies of the runs as if code version `version` had recorded them (with `outputs` changed)."""
-
     from verify.planner import run_key
 
     return [replace(run, code_version=version, outputs={**run.outputs, **outputs}, run_key=run_key(
