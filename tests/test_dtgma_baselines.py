@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from implementations.common.prerequisites import PrerequisiteMissing
+from implementations.common.run_context import RunContext
 from implementations.common.streams import Task
 from implementations.common.training import run_stream
 from implementations.dtgma import baselines, cnn, data
@@ -141,8 +142,8 @@ def test_legacy_permutations_start_with_the_identity_and_follow_the_legacy_seed(
 
 def test_qwen_protocol_is_not_run_without_local_weights(tmp_path):
     with pytest.raises(PrerequisiteMissing, match="Qwen2.5-1.5B") as missing:
-        qwen_text_domains(seed=0, device="cpu", data_dir=tmp_path)
+        qwen_text_domains(context=RunContext(0, "cpu", tmp_path))
     assert missing.value.not_run
     with pytest.raises(PrerequisiteMissing, match="does not exist"):
-        qwen_text_domains(seed=0, device="cpu", data_dir=tmp_path, model_path=str(tmp_path / "absent"))
+        qwen_text_domains(context=RunContext(0, "cpu", tmp_path), model_path=str(tmp_path / "absent"))
 

@@ -1,7 +1,7 @@
 """Seed-batched DTG-MA table (`implementations/dtgma/seed_batched.py`) against the sequential protocol.
 
-Each seed of a batched run must give what `baseline_table(seed=s)` gives after the runner's
-`seed_everything(s)`: every output equal but the wall times, bitwise on one CPU thread (the DTG-MA
+Each seed of a batched run must give what `baseline_table(context=c)` gives for seed s's run context
+after the engine's `c.reseed()`: every output equal but the wall times, bitwise on one CPU thread (the DTG-MA
 method's dropout replayed from each seed's own generator, its LayerNorms the seed's own). Real MNIST and
 Omniglot files; a missing one skips, naming it.
 """

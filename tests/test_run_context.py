@@ -79,7 +79,7 @@ def test_a_protocol_taking_both_conventions_is_refused_naming_what_to_drop():
 
 # The systems whose protocols have moved onto the run context (docs/CONTRACTS.md, "Seeding"); a system
 # joins this tuple in the commit that moves it, with its bundle refresh.
-ON_THE_CONTEXT = ("anastrophic", "mygo", "sgm")
+ON_THE_CONTEXT = ("anastrophic", "dtgma", "mygo", "sgm")
 
 
 def test_every_ledger_protocol_of_a_system_on_the_context_takes_it_and_every_other_is_callable():

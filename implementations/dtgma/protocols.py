@@ -1,11 +1,13 @@
 """Named experiments for the DTG-MA claims (spec `shared/specs/dtgma.md`).
 
-Every protocol takes keyword-only `seed, device, data_dir` plus its parameters with the faithful
-defaults and returns a JSON-serialisable dict. Tables return one `<method>_accuracy_matrix` per
-method, so one cached run serves every row of a table. Before each method the torch and numpy
-generators are re-seeded from `seed`, as experiments.py re-seeds before each method (§2.2), so a
-method's numbers do not depend on which methods ran before it: the methods of one stream run
-through the common `compare_methods`, which does that.
+Every protocol takes keyword-only `context` (the run's `RunContext`: seed, device, data directory)
+plus its parameters with the faithful defaults and returns a JSON-serialisable dict. Tables return
+one `<method>_accuracy_matrix` per method, so one cached run serves every row of a table. Before each
+method the torch and numpy generators are re-seeded from the run's seed, as experiments.py re-seeds
+before each method (§2.2), so a method's numbers do not depend on which methods ran before it: the
+methods of one stream run through the common `compare_methods`, which does that. Where a protocol
+re-seeds between the parts of one experiment (`mask_mechanism`, `parameter_counts`) it calls
+`context.reseed()`.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from torch import nn
 from implementations.common.models import MultiHeadMLP, forward_on_task
 from implementations.common.parameter_counts import parameter_count_outputs, trained_parameter_count
 from implementations.common.prerequisites import PrerequisiteMissing
-from implementations.common.seeding import seed_everything
+from implementations.common.run_context import RunContext
 from implementations.common.streams import Task
-from implementations.common.training import Method, Strategy, compare_methods, comparison_outputs
+from implementations.common.training import Method, MethodResult, Strategy, compare_methods, comparison_outputs
 from implementations.dtgma import baselines, cnn, controls, data
 from implementations.dtgma.model import DTGMALibraryTraining, DTGMAModel, task_adam, train_continual
 
@@ -122,7 +124,7 @@ def _task_agnostic(model: DTGMAModel, tasks: Sequence[Task]) -> dict:
             "dtgma_task_agnostic_accuracy": correct_class / total}
 
 
-def baseline_table(*, seed: int, device: str, data_dir: pathlib.Path, benchmark: str = "split_mnist",
+def baseline_table(*, context: RunContext, benchmark: str = "split_mnist",
                    methods: Sequence[str] = SPLIT_MNIST_METHODS, epochs: int = 30, lr: float = 1e-3,
                    batch_size: int = 64, stream_options: dict | None = None) -> dict:
     """experiments.py (spec §2.2, §3): DTG-MA and the repository's baselines on one benchmark.
@@ -135,11 +137,18 @@ def baseline_table(*, seed: int, device: str, data_dir: pathlib.Path, benchmark:
     model before any task is registered. It reports `<method>_parameter_count_trained` too, every
     parameter of the trained model. Both come from implementations/common/parameter_counts.py.
     """
-    tasks, files, input_dim = _benchmark(benchmark, data_dir, device, seed, stream_options or {})
+    device = context.device
+    tasks, files, input_dim = _benchmark(benchmark, context.data_dir, device, context.seed, stream_options or {})
     results = compare_methods(
         {method: lambda method=method: _faithful_method(method, tasks, input_dim, epochs=epochs, lr=lr, device=device)
          for method in methods},
-        tasks, epochs=epochs, batch_size=batch_size, seed=seed, device=device)
+        tasks, epochs=epochs, batch_size=batch_size, seed=context.seed, device=device)
+    return table_outputs(results, tasks, files, methods)
+
+
+def table_outputs(results: dict[str, MethodResult], tasks: Sequence[Task], files: dict,
+                  methods: Sequence[str]) -> dict:
+    """What `baseline_table` returns from its methods' results (also its seed-batched form's)."""
     outputs: dict = {"dataset_files": files, "task_test_sizes": [len(t.y_test) for t in tasks],
                      **comparison_outputs(results)}
     for name, result in results.items():
@@ -162,7 +171,7 @@ def _stub_tasks(n_tasks: int, input_shape: tuple[int, ...], n_classes: int, n_tr
     return [Task(task_id, tuple(range(n_classes)), x, y, x[:1], y[:1], labels="local") for task_id in range(n_tasks)]
 
 
-def parameter_counts(*, seed: int, device: str, data_dir: pathlib.Path) -> dict:
+def parameter_counts(*, context: RunContext) -> dict:
     """Every parameter count the claims name, by the one rule of implementations/common/parameter_counts.py.
 
     Each table method's model is built by the builder its table uses (`_faithful_method`,
@@ -188,12 +197,12 @@ def parameter_counts(*, seed: int, device: str, data_dir: pathlib.Path) -> dict:
     for benchmark, (input_dim, n_classes, n_tasks) in MLP_BENCHMARKS.items():
         tasks = _stub_tasks(n_tasks, (input_dim,), n_classes, n_train=2)
         for method in SPLIT_MNIST_METHODS:
-            seed_everything(seed)
+            context.reseed()
             model = _faithful_method(method, tasks, input_dim, epochs=1, lr=1e-3, device="cpu").model
             outputs.update(parameter_count_outputs(model, EXPERIMENTS_PY_COUNTS_AT, prefix=f"{method}_{benchmark}_"))
     tasks = _stub_tasks(5, (1, 28, 28), 2, n_train=2)
     for method in RESNET_METHODS:
-        seed_everything(seed)
+        context.reseed()
         model = _resnet_method(method, tasks, epochs=1, lr=1e-3, batch_size=64, device="cpu",
                                freeze_backbone_statistics=False).model
         outputs.update(parameter_count_outputs(model, CNN_EXPERIMENTS_PY_COUNTS_AT, prefix=f"{method}_resnet_"))
@@ -245,7 +254,7 @@ def _query_key(model: DTGMAModel, task_id: int | None = None) -> dict[str, nn.Pa
     return {name: p for name, p in model.named_parameters() if any(k in name for k in keys) and in_task in name}
 
 
-def mask_mechanism(*, seed: int, device: str, data_dir: pathlib.Path, epochs: int = 2, lr: float = 1e-3,
+def mask_mechanism(*, context: RunContext, epochs: int = 2, lr: float = 1e-3,
                    batch_size: int = 64, train_per_class: int = 200, test_per_class: int = 100,
                    mask_values: Sequence[float] = (-1e9, -1e4, -1.0, 1.0, 1e4, 1e9),
                    random_mask_scale: float = 1e4) -> dict:
@@ -258,8 +267,10 @@ def mask_mechanism(*, seed: int, device: str, data_dir: pathlib.Path, epochs: in
     isolation without the masks' values: the same run with every mask entry set to a random finite
     value instead of 0, compared bit for bit.
     """
-    tasks, files = data.split_mnist(data_dir, device, train_per_class=train_per_class, test_per_class=test_per_class)
-    seed_everything(seed)
+    device = context.device
+    tasks, files = data.split_mnist(context.data_dir, device, train_per_class=train_per_class,
+                                    test_per_class=test_per_class)
+    context.reseed()
     model = DTGMAModel(784, 256, 2).to(device)
     for task in tasks:
         model.add_task(task.task_id)
@@ -271,8 +282,9 @@ def mask_mechanism(*, seed: int, device: str, data_dir: pathlib.Path, epochs: in
     query_key_grad = max(float(p.grad.abs().max()) for p in _query_key(model, 0).values())
     model.zero_grad(set_to_none=True)
 
-    seed_everything(seed)
-    result = train_continual(model, tasks, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, device=device)
+    context.reseed()
+    result = train_continual(model, tasks, epochs=epochs, lr=lr, batch_size=batch_size, seed=context.seed,
+                             device=device)
     model.eval()
     x = torch.cat([task.x_test for task in tasks])
     with torch.no_grad():
@@ -286,16 +298,16 @@ def mask_mechanism(*, seed: int, device: str, data_dir: pathlib.Path, epochs: in
         model.set_task_mask(0, 0.0)
         collapsed = controls.collapsed_forward(model, x, 0)
 
-    seed_everything(seed)
+    context.reseed()
     randomised = DTGMAModel(784, 256, 2).to(device)
     for task in tasks:
         randomised.add_task(task.task_id)
-    generator = torch.Generator().manual_seed(seed)
+    generator = context.torch_generator("random masks")  # at the run's seed
     for layer in randomised.layers:
         layer.task_masks.copy_(torch.randn(layer.task_masks.shape, generator=generator) * random_mask_scale)
-    seed_everything(seed)
-    randomised_result = train_continual(randomised, tasks, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
-                                        device=device, freeze_after_training=False)
+    context.reseed()
+    randomised_result = train_continual(randomised, tasks, epochs=epochs, lr=lr, batch_size=batch_size,
+                                        seed=context.seed, device=device, freeze_after_training=False)
     identical = randomised_result["accuracy_matrix"] == result["accuracy_matrix"]
     return {
         "dataset_files": files,
@@ -313,18 +325,20 @@ def mask_mechanism(*, seed: int, device: str, data_dir: pathlib.Path, epochs: in
     }
 
 
-def freeze_ablation(*, seed: int, device: str, data_dir: pathlib.Path, epochs: int = 100, lr: float = 0.01,
+def freeze_ablation(*, context: RunContext, epochs: int = 100, lr: float = 0.01,
                     batch_size: int = 64, train_per_class: int = 1000, test_per_class: int = 200) -> dict:
     """dtgma_full_benchmark.py --benchmark ablation (spec §2.3, §1.5): freeze and no-freeze on one dataset.
 
     Both start from the same seed, so their parameters and matrices can be compared bit for bit.
     """
-    tasks, files = data.split_mnist(data_dir, device, train_per_class=train_per_class, test_per_class=test_per_class)
+    device = context.device
+    tasks, files = data.split_mnist(context.data_dir, device, train_per_class=train_per_class,
+                                    test_per_class=test_per_class)
     results = compare_methods(
         {name: lambda freeze=freeze: _dtgma(DTGMAModel(784, 256, 2, n_tasks_max=len(tasks)).to(device), tasks, lr,
                                             freeze)
          for name, freeze in (("freeze", True), ("no_freeze", False))},
-        tasks, epochs=epochs, batch_size=batch_size, seed=seed, device=device)
+        tasks, epochs=epochs, batch_size=batch_size, seed=context.seed, device=device)
     freeze, no_freeze = results["freeze"], results["no_freeze"]
     return {
         "dataset_files": files,
@@ -336,7 +350,7 @@ def freeze_ablation(*, seed: int, device: str, data_dir: pathlib.Path, epochs: i
     }
 
 
-def scalability(*, seed: int, device: str, data_dir: pathlib.Path, task_counts: Sequence[int] = (5, 10, 16, 20),
+def scalability(*, context: RunContext, task_counts: Sequence[int] = (5, 10, 16, 20),
                 epochs: int = 50, lr: float = 0.01, batch_size: int = 64, n_train: int = 2000, n_test: int = 500,
                 permutation_seed: int = 42) -> dict:
     """The "T > k" scalability test (spec §2.3): Permuted MNIST, a fresh model per T with n_tasks_max = T.
@@ -344,37 +358,39 @@ def scalability(*, seed: int, device: str, data_dir: pathlib.Path, task_counts: 
     The permutations are the original's (seed 42) for every run seed; the run seed varies the model
     initialisation, dropout and batch order.
     """
+    device = context.device
     outputs: dict = {}
     for n_tasks in task_counts:
-        tasks, files = data.permuted_mnist(data_dir, device, n_tasks=n_tasks, n_train=n_train, n_test=n_test,
+        tasks, files = data.permuted_mnist(context.data_dir, device, n_tasks=n_tasks, n_train=n_train, n_test=n_test,
                                            permutation_seed=permutation_seed)
         outputs["dataset_files"] = files
         results = compare_methods(
             {f"tasks_{n_tasks}": lambda: _dtgma(DTGMAModel(784, 256, 10, n_tasks_max=n_tasks).to(device), tasks, lr)},
-            tasks, epochs=epochs, batch_size=batch_size, seed=seed, device=device)
+            tasks, epochs=epochs, batch_size=batch_size, seed=context.seed, device=device)
         outputs.update(comparison_outputs(results))
     return outputs
 
 
-def forgetting_all_benchmarks(*, seed: int, device: str, data_dir: pathlib.Path, epochs: int = 2, lr: float = 1e-3,
+def forgetting_all_benchmarks(*, context: RunContext, epochs: int = 2, lr: float = 1e-3,
                               batch_size: int = 64, permuted_tasks: int = 5) -> dict:
     """DTG-MA's forgetting on every MLP benchmark present here (Split MNIST, Omniglot, Permuted MNIST).
 
     `max_forgetting` is the largest of both forgetting formulas the source used, unclipped and
     clipped (spec §2.1), over the benchmarks; each matrix is kept as `<benchmark>_accuracy_matrix`.
     """
+    device = context.device
     outputs: dict = {"dataset_files": {}}
     streams = {
-        "split_mnist": lambda: data.split_mnist(data_dir, device),
-        "omniglot": lambda: data.omniglot(data_dir, device, split_seed=seed),
-        "permuted_mnist": lambda: data.permuted_mnist(data_dir, device, n_tasks=permuted_tasks),
+        "split_mnist": lambda: data.split_mnist(context.data_dir, device),
+        "omniglot": lambda: data.omniglot(context.data_dir, device, split_seed=context.seed),
+        "permuted_mnist": lambda: data.permuted_mnist(context.data_dir, device, n_tasks=permuted_tasks),
     }
     forgetting = []
     for name, build in streams.items():
         tasks, files = build()
         outputs["dataset_files"].update(files)
         results = compare_methods({name: lambda: _dtgma(DTGMAModel(784, 256, _classes(tasks)).to(device), tasks, lr)},
-                                  tasks, epochs=epochs, batch_size=batch_size, seed=seed, device=device)
+                                  tasks, epochs=epochs, batch_size=batch_size, seed=context.seed, device=device)
         outputs.update(comparison_outputs(results))
         matrix = np.asarray(outputs[f"{name}_accuracy_matrix"])
         for j in range(len(tasks) - 1):
@@ -400,7 +416,7 @@ def _control(method: str, tasks: list[Task], *, lr: float, device: str, ewc_lamb
     raise ValueError(f"unknown control {method!r}")
 
 
-def task_id_controls(*, seed: int, device: str, data_dir: pathlib.Path, methods: Sequence[str] = CONTROL_METHODS,
+def task_id_controls(*, context: RunContext, methods: Sequence[str] = CONTROL_METHODS,
                      epochs: int = 30, lr: float = 1e-3, batch_size: int = 64, train_per_class: int = 1000,
                      test_per_class: int = 100, ewc_lambda: float = 1000.0) -> dict:
     """Isolation controls and a fair task-incremental comparison (spec §5.4 items 3-4) on Split MNIST.
@@ -411,11 +427,13 @@ def task_id_controls(*, seed: int, device: str, data_dir: pathlib.Path, methods:
     lambda, untuned). `<method>_parameter_count_trained` counts every parameter of each trained model
     (spec §5.4 item 3: counts with all tasks registered).
     """
-    tasks, files = data.split_mnist(data_dir, device, train_per_class=train_per_class, test_per_class=test_per_class)
+    device = context.device
+    tasks, files = data.split_mnist(context.data_dir, device, train_per_class=train_per_class,
+                                    test_per_class=test_per_class)
     results = compare_methods(
         {method: lambda method=method: _control(method, tasks, lr=lr, device=device, ewc_lambda=ewc_lambda)
          for method in methods},
-        tasks, epochs=epochs, batch_size=batch_size, seed=seed, device=device)
+        tasks, epochs=epochs, batch_size=batch_size, seed=context.seed, device=device)
     outputs: dict = {"dataset_files": files, **comparison_outputs(results)}
     for name, result in results.items():  # no source table counts these: only the trained count (rule item 2)
         outputs[f"{name}_parameter_count_trained"] = trained_parameter_count(result.method.model)
@@ -458,7 +476,7 @@ def _resnet_method(method: str, tasks: list[Task], *, epochs: int, lr: float, ba
     return Method(model, strategy, _adam_over_all(lr), optimizer_per_task=False)
 
 
-def resnet_table(*, seed: int, device: str, data_dir: pathlib.Path, methods: Sequence[str] = RESNET_METHODS,
+def resnet_table(*, context: RunContext, methods: Sequence[str] = RESNET_METHODS,
                  epochs: int = 10, lr: float = 1e-3, batch_size: int = 64, train_per_class: int = 1000,
                  test_per_class: int = 100, freeze_backbone_statistics: bool = False) -> dict:
     """cnn_experiments.py --backbone resnet (spec §2.6): 10 epochs as run (the README says 30).
@@ -467,14 +485,15 @@ def resnet_table(*, seed: int, device: str, data_dir: pathlib.Path, methods: Seq
     in train mode, as in the original. `<method>_parameter_count` is counted on the trained model, as
     cnn_experiments.py counts, so it equals `<method>_parameter_count_trained`.
     """
-    tasks, files = data.split_mnist(data_dir, device, train_per_class=train_per_class,
+    device = context.device
+    tasks, files = data.split_mnist(context.data_dir, device, train_per_class=train_per_class,
                                     test_per_class=test_per_class, flatten=False)
     results = compare_methods(
         {method: lambda method=method: _resnet_method(method, tasks, epochs=epochs, lr=lr, batch_size=batch_size,
                                                       device=device,
                                                       freeze_backbone_statistics=freeze_backbone_statistics)
          for method in methods},
-        tasks, epochs=epochs, batch_size=batch_size, seed=seed, device=device)
+        tasks, epochs=epochs, batch_size=batch_size, seed=context.seed, device=device)
     outputs: dict = {"dataset_files": files, **comparison_outputs(results)}
     for name, result in results.items():
         outputs.update(parameter_count_outputs(result.method.model, CNN_EXPERIMENTS_PY_COUNTS_AT, prefix=f"{name}_"))
@@ -505,20 +524,21 @@ def _predictions(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return predictions
 
 
-def resnet_batchnorm_drift(*, seed: int, device: str, data_dir: pathlib.Path, epochs: int = 10, lr: float = 1e-3,
+def resnet_batchnorm_drift(*, context: RunContext, epochs: int = 10, lr: float = 1e-3,
                            batch_size: int = 64, train_per_class: int = 1000, test_per_class: int = 100) -> dict:
     """DTG-MA+ResNet with the backbone's BatchNorm statistics updating (as run) and frozen (spec §5.4 item 7).
 
     Reports both matrices, the largest running-mean drift after task 0, and how many of task 0's test
     predictions changed between right after task 0 and the end.
     """
-    tasks, files = data.split_mnist(data_dir, device, train_per_class=train_per_class,
+    device = context.device
+    tasks, files = data.split_mnist(context.data_dir, device, train_per_class=train_per_class,
                                     test_per_class=test_per_class, flatten=False)
     results = compare_methods(
         {name: lambda frozen=frozen: _dtgma_cnn(tasks, _RecordTaskZero(tasks[0].x_test), lr=lr, device=device,
                                                 freeze_backbone_statistics=frozen)
          for name, frozen in (("bn_updating", False), ("bn_frozen", True))},
-        tasks, epochs=epochs, batch_size=batch_size, seed=seed, device=device)
+        tasks, epochs=epochs, batch_size=batch_size, seed=context.seed, device=device)
     outputs: dict = {"dataset_files": files, **comparison_outputs(results)}
     for name, result in results.items():
         model, strategy = result.method.model, result.method.strategy
@@ -529,7 +549,7 @@ def resnet_batchnorm_drift(*, seed: int, device: str, data_dir: pathlib.Path, ep
     return outputs
 
 
-def qwen_text_domains(*, seed: int, device: str, data_dir: pathlib.Path, model_path: str | None = None,
+def qwen_text_domains(*, context: RunContext, model_path: str | None = None,
                       n_tasks: int = 8, epochs: int = 50) -> dict:
     """dtgma_qwen25_benchmark.py (spec §2.5): needs local Qwen2.5-1.5B weights and the template sentences.
 

@@ -11,10 +11,11 @@ full-batch methods (fine-tuning, EWC, HAT, PackNet: one step per epoch) run seed
 protocol's own `compare_methods`, which re-seeds before each method, so a method's numbers never depend
 on which others ran, here or in the sequential run.
 
-Each seed stays its own run, with what `baseline_table(seed=s, ...)` gives it after `seed_everything(s)`:
+Each seed stays its own run, with what `baseline_table(context=c, ...)` gives it for seed s's run context `c`
+after the engine's `c.reseed()`:
 
 * its tasks: the benchmark's stream for that seed (Omniglot's character split depends on it);
-* its initial weights: per method, `seed_everything(seed)`, then the protocol's own `_faithful_method`
+* its initial weights: per method, `seed_everything(seed)` (as `compare_methods` re-seeds), then the protocol's own `_faithful_method`
   builds the model (DTG-MA's with every task registered), as `compare_methods` does before training it;
 * its batch order: `torch_generator(seed)`, one `randperm` per task and epoch, as `run_stream` draws it;
 * DTG-MA's dropout: the global generator's state right after the model is built (nothing else draws
@@ -50,12 +51,11 @@ import pathlib
 import time
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from implementations.common.parameter_counts import parameter_count_outputs
+from implementations.common.run_context import RunContext
 from implementations.common.seed_batching import (
     DropoutStream,
     ReplayedDropout,
@@ -65,7 +65,7 @@ from implementations.common.seed_batching import (
     summed_mean_cross_entropy,
 )
 from implementations.common.seeding import seed_everything, torch_generator
-from implementations.common.training import MethodResult, compare_methods, comparison_outputs
+from implementations.common.training import MethodResult, compare_methods
 from implementations.dtgma import baselines, protocols
 from implementations.dtgma.model import DTGMAModel, TaskAttention, _task_key
 
@@ -373,7 +373,7 @@ def _train_batched(method_name: str, seed_tasks: Sequence[Sequence], seeds: Sequ
     torch_device = torch.device(device)
     methods, streams, cpu_states = [], [], []
     for seed, tasks in zip(seeds, seed_tasks):
-        seed_everything(seed)
+        seed_everything(seed)  # as compare_methods re-seeds before each method
         method = protocols._faithful_method(method_name, list(tasks), input_dim, epochs=epochs, lr=lr, device=device)
         methods.append(method)
         streams.append(DropoutStream(torch_device))  # where the method's nn.Dropout starts drawing
@@ -414,8 +414,9 @@ def _train_batched(method_name: str, seed_tasks: Sequence[Sequence], seeds: Sequ
 
 
 def baseline_table_seeds(*, seeds: Sequence[int], device: str, data_dir: pathlib.Path, **params) -> list[dict]:
-    """`baseline_table(seed=s, **params)` for every s in `seeds`, the DTG-MA method trained for all at once."""
-    arguments = inspect.signature(protocols.baseline_table).bind(seed=seeds[0], device=device, data_dir=data_dir,
+    """`baseline_table(context=RunContext(s, device, data_dir), **params)` for every s in `seeds`, the DTG-MA
+    method trained for all at once."""
+    arguments = inspect.signature(protocols.baseline_table).bind(context=RunContext(seeds[0], device, data_dir),
                                                                  **params)
     arguments.apply_defaults()
     options = arguments.arguments
@@ -436,24 +437,7 @@ def baseline_table_seeds(*, seeds: Sequence[int], device: str, data_dir: pathlib
              for method in methods if method not in batched},
             tasks, epochs=epochs, batch_size=batch_size, seed=seed, device=device)
         results = {method: batched[method][seed_index] if method in batched else others[method] for method in methods}
-        outputs.append(_table_outputs(results, tasks, files, methods))
-    return outputs
-
-
-def _table_outputs(results: dict[str, MethodResult], tasks, files: dict, methods: Sequence[str]) -> dict:
-    """What `baseline_table` returns from its methods' results, in its order (protocols.py keeps its own
-    copy inline: moving it out would change every sequential DTG-MA run's code version)."""
-    outputs: dict = {"dataset_files": files, "task_test_sizes": [len(t.y_test) for t in tasks],
-                     **comparison_outputs(results)}
-    for name, result in results.items():
-        outputs.update(parameter_count_outputs(result.method.model, protocols.EXPERIMENTS_PY_COUNTS_AT,
-                                               prefix=f"{name}_"))
-    if "dtgma" in results:
-        outputs.update(protocols._task_agnostic(results["dtgma"].method.model, tasks))
-        final = {m: float(np.mean(outputs[f"{m}_accuracy_matrix"][-1])) for m in methods}
-        for method in methods:
-            if method != "dtgma":
-                outputs[f"dtgma_minus_{method}_accuracy"] = final["dtgma"] - final[method]
+        outputs.append(protocols.table_outputs(results, tasks, files, methods))
     return outputs
 
 
