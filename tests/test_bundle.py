@@ -150,6 +150,22 @@ def test_a_bundle_may_hold_runs_of_several_processors_and_each_verdict_names_tho
         bundle.Identity.of(older, "cpu")
 
 
+@pytest.mark.parametrize("salt", ["a", "b", "c", "d", "e"])
+def test_the_rerun_budget_is_spent_on_runs_this_machine_can_rerun(tmp_path, toy, salt):
+    """A bundle holding runs of several processors: the sample is drawn among the runs recorded here
+    (processor, torch and code version), so runs of another processor never use up the budget and
+    leave this machine's runs unchecked; they are listed as skipped whether drawn or not."""
+    entries, document, path = built(tmp_path, toy, toy_entry("a"))
+    for run in document["runs"]:
+        run["wall_seconds"] = 1.0
+        if run["seed"] != 2:
+            run["device_name"] = "Elsewhere CPU (family 1 model 2, AVX512)"
+    path.write_text(json.dumps(document))
+    result = bundle.audit(path, entries, rerun_seconds=1.0, salt=salt, data_dir=tmp_path)
+    assert result.problems == [] and len(result.rerun) == 1 and "seed 2" in result.rerun[0]
+    assert len(result.skipped) == 2 and all("recorded on Elsewhere CPU" in line for line in result.skipped)
+
+
 def fake_run(key, seconds):
     return Run(key, "p:f", {}, 0, "cpu", "cpu", "t", "c", {}, seconds, "now")
 

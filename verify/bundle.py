@@ -361,10 +361,10 @@ def audit(path: Path, entries: list[Entry], *, rerun_seconds: float = 0.0, salt:
        cannot keep its key unless the identity was forged consistently, which step 3 catches on CPU).
     2. Every verdict equals the verdict recomputed here from the bundled outputs (under the code
        version its runs recorded, so a stale bundle is checked as thoroughly as a current one).
-    3. CPU runs: a sample drawn from `salt` with recorded wall times within `rerun_seconds` is run
-       again here, when this machine has the run's identity (torch version, code version) and the
-       processor model it was recorded on, and must give byte-identical outputs (clock readings
-       aside: `deterministic_outputs`). Runs whose CPU was recorded by model name alone are re-run
+    3. CPU runs: among those this machine can re-run (the run's torch version, code version and the
+       processor model it was recorded on; the others are listed in `skipped`), a sample drawn from
+       `salt` with recorded wall times within `rerun_seconds` is run again here and must give
+       byte-identical outputs (clock readings aside: `deterministic_outputs`). Runs whose CPU was recorded by model name alone are re-run
        only with `unnamed_processor_is_here` (a way to learn whether this machine is theirs: any
        difference is then a problem).
     """
@@ -413,9 +413,13 @@ def audit(path: Path, entries: list[Entry], *, rerun_seconds: float = 0.0, salt:
     from verify.executors import device_name
 
     here = device_name("cpu")
-    candidates = [run for run in runs if run.device in ("cpu", ANY_DEVICE)]
-    for run in sample(candidates, rerun_seconds, salt):
-        if run.torch_version != torch.__version__ or run.code_version != code_version(run.protocol, run.seed_batched):
+    versions: dict[tuple[str, bool], str] = {}
+    candidates = []
+    for run in runs:
+        if run.device not in ("cpu", ANY_DEVICE):
+            continue
+        current = versions.setdefault((run.protocol, run.seed_batched), code_version(run.protocol, run.seed_batched))
+        if run.torch_version != torch.__version__ or run.code_version != current:
             result.skipped.append(f"{run.protocol} seed {run.seed}: recorded with torch {run.torch_version}, code "
                                   f"{run.code_version} (not this machine's)")
             continue
@@ -423,6 +427,8 @@ def audit(path: Path, entries: list[Entry], *, rerun_seconds: float = 0.0, salt:
         if run.device_name != here and not assumed:  # byte-identity is promised on one processor model
             result.skipped.append(f"{run.protocol} seed {run.seed}: recorded on {run.device_name}, this is {here}")
             continue
+        candidates.append(run)
+    for run in sample(candidates, rerun_seconds, salt):  # the budget goes to runs this machine can re-run
         spec = RunSpec(run.protocol, run.params, run.seed, run.device, run.torch_version, run.code_version,
                        run.threads or 1, run.seed_batched)
         outcome: dict[str, Any] = {}
