@@ -364,9 +364,9 @@ def audit(path: Path, entries: list[Entry], *, rerun_seconds: float = 0.0, salt:
     3. CPU runs: among those this machine can re-run (the run's torch version, code version and the
        processor model it was recorded on; the others are listed in `skipped`), a sample drawn from
        `salt` with recorded wall times within `rerun_seconds` is run again here and must give
-       byte-identical outputs (clock readings aside: `deterministic_outputs`). Runs whose CPU was recorded by model name alone are re-run
-       only with `unnamed_processor_is_here` (a way to learn whether this machine is theirs: any
-       difference is then a problem).
+       byte-identical outputs (clock readings aside: `deterministic_outputs`). Runs whose CPU was
+       recorded by model name alone are re-run only with `unnamed_processor_is_here` (a way to learn
+       whether this machine is theirs: any difference is then a problem).
     """
     from verify.executors import SequentialExecutor
     from verify.planner import Job, RunSpec
@@ -418,8 +418,9 @@ def audit(path: Path, entries: list[Entry], *, rerun_seconds: float = 0.0, salt:
     for run in runs:
         if run.device not in ("cpu", ANY_DEVICE):
             continue
-        current = versions.setdefault((run.protocol, run.seed_batched), code_version(run.protocol, run.seed_batched))
-        if run.torch_version != torch.__version__ or run.code_version != current:
+        if (run.protocol, run.seed_batched) not in versions:  # one hash per protocol, not one per run
+            versions[run.protocol, run.seed_batched] = code_version(run.protocol, run.seed_batched)
+        if run.torch_version != torch.__version__ or run.code_version != versions[run.protocol, run.seed_batched]:
             result.skipped.append(f"{run.protocol} seed {run.seed}: recorded with torch {run.torch_version}, code "
                                   f"{run.code_version} (not this machine's)")
             continue
